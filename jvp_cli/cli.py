@@ -1,0 +1,324 @@
+"""The `vjp` command: options -> Problem, calls the core, picks the renderer and the exit status.
+
+The only module that prints or chooses an exit status. Errors become one `Error: ...` line on
+stderr (a caret under the expression too, when stderr is a terminal); an unexpected exception
+is exit 3, with its traceback only under --debug. Importing this module imports neither SymPy
+nor torch: `vjp --help` and every usage error stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__
+from .model import ExitCode, InputError, JvpError, LimitError, printable
+
+HELP = """Show the symbolic Jacobian of FUNCTIONS and check what PyTorch autograd computes.
+
+SymPy differentiates the functions symbolically (the reference); PyTorch evaluates the same
+parse tree and runs y.backward(v) (v^T J), one backward pass per Jacobian row, and forward-mode
+J u. The report shows both sides and whether they agree.
+
+\b
+Examples:
+  vjp "x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3" --at 1,2,3 --v 3,2,1
+  vjp "r*cos(theta); r*sin(theta)" --at r=2,theta=pi/3 --u 1,0
+  vjp "sigmoid(w*x+b)" --at w=0.5,x=2,b=-1 --json | jq .vjp.torch
+  vjp "x^2*y + sin(x*y)"            (symbolic Jacobian only)
+  vjp -f program.txt --at 1,2     /    vjp - --at 1,2 < program.txt
+
+\b
+Exit status: 0 all checks agree, 1 some check disagrees or is undefined
+at the point, 2 bad input or usage, 3 internal error.
+
+\b
+Limits: input 4,000,000 characters; 1,000,000 tree nodes; nesting 100
+levels; number literals 100 characters; constants within 1e-300..1e300;
+exponents of variables |k| <= 10,000. See docs/language.md.
+"""
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+app = typer.Typer(
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"vjp (jvp_cli) {__version__}\n")
+        raise typer.Exit(0)
+
+
+def _error(message: str, caret: str | None = None) -> None:
+    sys.stderr.write(f"Error: {printable(message)}\n")
+    if caret and sys.stderr.isatty():
+        sys.stderr.write(caret + "\n")
+
+
+def _read_source(functions: str | None, file: Path | None) -> str:
+    if file is not None and functions is not None:
+        raise InputError(
+            "give the functions either as an argument or with -f, not both", where="usage"
+        )
+    if file is not None:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise InputError(
+                f"cannot read {printable(str(file))}: {exc.strerror}",
+                where="-f",
+                fix="check the path",
+            ) from None
+        return _decode(data, f"-f {printable(str(file))}")
+    if functions is None:
+        raise InputError(
+            "no functions given",
+            where="usage",
+            fix='pass them as an argument, e.g. vjp "x**2; x*y" --at 1,2',
+        )
+    if functions == "-":
+        return _decode(
+            sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
+            "stdin",
+        )
+    return functions
+
+
+def _decode(data: bytes, where: str) -> str:
+    from .lang import MAX_INPUT_CHARS
+
+    if len(data) > 4 * MAX_INPUT_CHARS:
+        raise LimitError(
+            f"input is {len(data):,} bytes",
+            where=where,
+            fix=f"the limit is {MAX_INPUT_CHARS:,} characters",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"not valid UTF-8 (byte {exc.start})", where=where, fix="save the file as UTF-8 text"
+        ) from None
+
+
+def _console(width_hint: int = 0) -> Any:
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console(file=sys.stdout, highlight=False)
+    # Piped: no colour (rich decides that), and wide enough that a matrix is never wrapped.
+    return Console(file=sys.stdout, highlight=False, width=max(100, width_hint))
+
+
+@app.command(help=HELP, no_args_is_help=False)
+def vjp(
+    functions: Annotated[
+        str | None,
+        typer.Argument(
+            help='The functions, separated by ";" or newlines; "-" reads stdin.', show_default=False
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="The point: 1,2,3 in variable order, or x=1,y=2 by name. Values may be "
+            "constant expressions (pi/3, -1e-3). Without it, only the symbolic Jacobian.",
+        ),
+    ] = None,
+    v: Annotated[
+        str | None,
+        typer.Option(
+            "--v",
+            help="Cotangent for y.backward(v) (v^T J): one value per function, or "
+            "name=value by output name. Default 1 for a single function.",
+        ),
+    ] = None,
+    u: Annotated[
+        str | None,
+        typer.Option("--u", help="Tangent for forward mode (J u): one value per variable."),
+    ] = None,
+    variables: Annotated[
+        str | None,
+        typer.Option("--vars", help="Variable order, e.g. x,y,z (may add unused variables)."),
+    ] = None,
+    outputs: Annotated[
+        str | None,
+        typer.Option("--outputs", help="Which named statements are outputs, e.g. y1,y3."),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Read the functions from a file.", dir_okay=False),
+    ] = None,
+    dtype: Annotated[DType, typer.Option(help="PyTorch dtype.")] = DType.float64,
+    device: Annotated[str, typer.Option(help="PyTorch device: cpu or cuda.")] = "cpu",
+    rtol: Annotated[
+        float | None,
+        typer.Option(help="Relative tolerance (default 1e-7 for float64, 1.3e-6 for float32)."),
+    ] = None,
+    atol: Annotated[
+        float | None,
+        typer.Option(help="Absolute tolerance (default 1e-7 for float64, 1e-5 for float32)."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an internal error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    code = execute(
+        functions=functions,
+        at=at,
+        v=v,
+        u=u,
+        variables=variables,
+        outputs=outputs,
+        file=file,
+        dtype=dtype.value,
+        device=device,
+        rtol=rtol,
+        atol=atol,
+        json_out=json_out,
+        debug=debug,
+    )
+    raise typer.Exit(int(code))
+
+
+def execute(
+    *,
+    functions: str | None,
+    at: str | None,
+    v: str | None,
+    u: str | None,
+    variables: str | None,
+    outputs: str | None,
+    file: Path | None,
+    dtype: str,
+    device: str,
+    rtol: float | None,
+    atol: float | None,
+    json_out: bool,
+    debug: bool,
+) -> ExitCode:
+    """Run one command; print the result or one error line; return the exit status."""
+    from . import api
+
+    try:
+        source = _read_source(functions, file)
+        program, problem = api.make_problem(
+            source,
+            at=at,
+            v=v,
+            u=u,
+            variables=variables,
+            outputs=outputs,
+            dtype=dtype,
+            device=device,
+            rtol=rtol,
+            atol=atol,
+        )
+        report = api.solve(program, problem)
+    except InputError as exc:
+        _error(exc.one_line(), exc.caret())
+        return ExitCode.BAD_INPUT
+    except JvpError as exc:
+        _error(str(exc))
+        return ExitCode.BAD_INPUT
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _error(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+            "traceback, and please report it)"
+        )
+        return ExitCode.INTERNAL
+
+    from . import render
+
+    try:
+        if json_out:
+            sys.stdout.write(render.to_json(report) + "\n")
+        else:
+            width = max(
+                (len(line) for line in report.symbolic.jacobian_pretty.splitlines()), default=0
+            )
+            _console(width + 8).print(render.to_rich(report))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run, flush, and exit without interpreter teardown."""
+    code = run(argv)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    try:
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    # Skipping teardown saves a large part of a second once torch is loaded; all output has
+    # been flushed above and no files are open for writing.
+    os._exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse argv with Typer and run; returns the exit status instead of raising."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="vjp", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: bad option, missing value
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _error(f"{message} (see vjp --help)")
+        return int(ExitCode.BAD_INPUT)
+    except typer.Abort:
+        _error("aborted")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        _silence_stdout()
+        return int(ExitCode.AGREE)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    code = result if isinstance(result, int) else 0
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    return code
+
+
+def _silence_stdout() -> None:
+    """The reader went away (e.g. `| head -c 10`): drop what is left, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,928 @@
+"""The input language: text -> a small expression tree, without `eval`.
+
+A hand-written tokenizer and recursive-descent parser over a closed grammar (docs/language.md).
+Both engines are built from the tree this module returns, each on its own. The parser enforces
+the documented limits (input size, nesting depth, tree size, number length, constant
+magnitudes) so that no later stage is ever handed something that would take minutes, and every
+error carries the position of the offending character.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from .model import InputError, LimitError, printable
+
+# ---- limits (documented in docs/language.md and `vjp --help`) ----------------------------
+MAX_INPUT_CHARS = 4_000_000
+MAX_NODES = 1_000_000
+MAX_DEPTH = 100  # nesting of parentheses, calls and exponents
+MAX_NUMBER_CHARS = 100
+MAX_CONST_LOG10 = 300.0  # constants must stay within 1e-300 .. 1e300 in magnitude
+MAX_EXPONENT = 10_000.0  # |exponent| of a power of a non-constant base
+MAX_DEGREE = 100_000.0  # product of the exponents along nested powers, e.g. ((x**60)**60)**2
+
+CONSTANTS = ("pi", "E")
+# name -> number of arguments
+FUNCTIONS: dict[str, int] = {
+    "sin": 1, "cos": 1, "tan": 1, "asin": 1, "acos": 1, "atan": 1,
+    "sinh": 1, "cosh": 1, "tanh": 1, "exp": 1, "log": 1, "sqrt": 1, "abs": 1,
+    "sigmoid": 1, "relu": 1, "softplus": 1, "atan2": 2,
+}  # fmt: skip
+RESERVED = frozenset(CONSTANTS) | frozenset(FUNCTIONS)
+
+
+# ---- the tree ---------------------------------------------------------------------------
+# `pos` is an offset into the source; it is not part of equality, so a tree re-parsed from
+# its own rendering compares equal to the original.
+
+
+@dataclass(frozen=True)
+class Num:
+    text: str
+    value: int | float = field(compare=False)
+    pos: int = field(default=0, compare=False)
+
+    def exact(self) -> Fraction:
+        return Fraction(self.text)
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Const:
+    id: str  # "pi" | "E"
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Node
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A left-to-right chain of one precedence level: `a + b - c` or `a * b / c`.
+
+    Flat rather than nested so that a sum of thousands of terms is neither a deep tree nor a
+    quadratic rebuild in SymPy. `kind` is "add" (ops + -) or "mul" (ops * /)."""
+
+    kind: str
+    first: Node
+    rest: tuple[tuple[str, Node], ...]
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Pow:
+    base: Node
+    exponent: Node
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Node, ...]
+    pos: int = field(default=0, compare=False)
+
+
+Node = Num | Name | Const | Neg | Chain | Pow | Call
+
+
+@dataclass(frozen=True)
+class Statement:
+    name: str | None  # None for an unnamed component
+    expr: Node
+    pos: int = field(default=0, compare=False)  # where the statement starts
+    name_pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Program:
+    """A parsed program plus what follows from it: outputs, intermediates, variables."""
+
+    source: str
+    statements: tuple[Statement, ...]
+    outputs: tuple[str, ...]  # names of the output statements, in order
+    output_exprs: tuple[Node, ...]
+    definitions: tuple[tuple[str, Node], ...]  # every named statement, in order
+    variables: tuple[str, ...]  # free names, naturally ordered
+
+    def functions_text(self) -> tuple[str, ...]:
+        return tuple(unparse(e) for e in self.output_exprs)
+
+
+# ---- tokens -----------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"(?P<ws>[ \t\r\f\v]+)"
+    r"|(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>\*\*|[-+*/^(),;=\n])"
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "num" | "name" | "op" | "end"
+    text: str
+    pos: int
+
+
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"}
+_LOOKALIKE_OPS = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "*", "\u22c5": "*", "\u00b7": "*",
+    "\u2217": "*", "\u00f7": "/", "\u2215": "/", "\u2044": "/", "\uff0b": "+", "\uff0d": "-",
+}  # fmt: skip
+_ASCII_HINTS = {
+    "%": "modulo is not part of the language",
+    "!": "factorial is not part of the language",
+    "&": "bitwise operators are not part of the language",
+    "|": "use abs(...) for an absolute value",
+    "~": "bitwise operators are not part of the language",
+    "<": "comparisons are not part of the language",
+    ">": "comparisons are not part of the language",
+    "'": "strings are not part of the language",
+    '"': "strings are not part of the language",
+    "`": "backquotes are not part of the language",
+    "{": "use parentheses ( ) for grouping",
+    "}": "use parentheses ( ) for grouping",
+    "[": "this input takes scalars only; use parentheses ( ) for grouping",
+    "]": "this input takes scalars only; use parentheses ( ) for grouping",
+    "#": "comments are not part of the language",
+    "$": "write names without sigils",
+    "\\": "backslashes are not part of the language",
+    "?": "conditionals are not part of the language",
+    "@": "matrix products are not part of the scalar language",
+    ":": "slices are not part of the scalar language",
+    ".": "a number needs a digit next to its decimal point",
+}
+
+
+def _bad_char(ch: str, source: str, pos: int, where: str) -> InputError:
+    code = f"U+{ord(ch):04X}"
+    uname = unicodedata.name(ch, "")
+    label = f"{code} {uname}".strip()
+    if ch in _INVISIBLE:
+        return InputError(
+            f"invisible character {label}",
+            where=where,
+            source=source,
+            pos=pos,
+            fix="delete it (it was probably pasted in)",
+        )
+    if ch in _LOOKALIKE_OPS:
+        return InputError(
+            f"character '{ch}' ({label}) is not an operator here",
+            where=where,
+            source=source,
+            pos=pos,
+            fix=f"type ASCII '{_LOOKALIKE_OPS[ch]}'",
+        )
+    if ord(ch) < 0x20 or ord(ch) == 0x7F or (0x80 <= ord(ch) < 0xA0):
+        return InputError(
+            f"control character {code}", where=where, source=source, pos=pos, fix="remove it"
+        )
+    if ord(ch) < 0x80:
+        hint = _ASCII_HINTS.get(ch, "see docs/language.md for the grammar")
+        return InputError(
+            f"unexpected character '{ch}'", where=where, source=source, pos=pos, fix=hint
+        )
+    folded = unicodedata.normalize("NFKC", ch)
+    if folded.isascii() and folded.isprintable() and folded.strip():
+        fix = f"names and operators are ASCII only: type '{folded}'"
+    elif ch.isalpha():
+        fix = "names are ASCII letters, digits and _ only: spell it out (e.g. theta, alpha)"
+    else:
+        fix = "the language is ASCII only"
+    return InputError(
+        f"non-ASCII character '{printable(ch)}' ({label})",
+        where=where,
+        source=source,
+        pos=pos,
+        fix=fix,
+    )
+
+
+def tokenize(source: str, where: str = "the functions") -> list[Token]:
+    if len(source) > MAX_INPUT_CHARS:
+        raise LimitError(
+            f"input is {len(source):,} characters, more than the limit of {MAX_INPUT_CHARS:,}",
+            where=where,
+            fix="split the problem or read it from a smaller file",
+        )
+    tokens: list[Token] = []
+    pos = 0
+    n = len(source)
+    match = _TOKEN.match
+    while pos < n:
+        m = match(source, pos)
+        if m is None:
+            raise _bad_char(source[pos], source, pos, where)
+        kind = m.lastgroup
+        text = m.group()
+        if kind != "ws":
+            if kind == "num" and len(text) > MAX_NUMBER_CHARS:
+                raise LimitError(
+                    f"number literal of {len(text)} characters (limit {MAX_NUMBER_CHARS})",
+                    where=where,
+                    source=source,
+                    pos=pos,
+                    fix="write it in scientific notation, e.g. 1.5e40",
+                )
+            tokens.append(Token(kind or "", text, pos))
+        pos = m.end()
+    tokens.append(Token("end", "", n))
+    return tokens
+
+
+def _number(tok: Token, source: str, where: str) -> Num:
+    text = tok.text
+    if re.fullmatch(r"[0-9]+", text):
+        value: int | float = int(text)
+        if len(text.lstrip("0")) > 300:
+            raise LimitError(
+                "integer literal is larger than 1e300",
+                where=where,
+                source=source,
+                pos=tok.pos,
+                fix="use a smaller number",
+            )
+        return Num(text, value, tok.pos)
+    value = float(text)
+    if math.isinf(value):
+        raise LimitError(
+            f"number {text} is beyond the float64 range (about 1.8e308)",
+            where=where,
+            source=source,
+            pos=tok.pos,
+            fix="use a smaller number",
+        )
+    if value == 0.0 and re.search(r"[1-9]", text.split("e")[0].split("E")[0]):
+        raise LimitError(
+            f"number {text} underflows float64 to 0",
+            where=where,
+            source=source,
+            pos=tok.pos,
+            fix="use 0 or a number above 1e-300",
+        )
+    if value != 0.0 and abs(math.log10(abs(value))) > MAX_CONST_LOG10:
+        raise LimitError(
+            f"number {text} is outside the range 1e-300 .. 1e300",
+            where=where,
+            source=source,
+            pos=tok.pos,
+            fix="rescale the problem",
+        )
+    return Num(text, value, tok.pos)
+
+
+# ---- parser -----------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, source: str, where: str, allow_statements: bool) -> None:
+        self.source = source
+        self.where = where
+        self.toks = tokenize(source, where)
+        self.i = 0
+        self.depth = 0
+        self.nodes = 0
+        self.allow_statements = allow_statements
+
+    # -- helpers
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.i]
+
+    def advance(self) -> Token:
+        t = self.toks[self.i]
+        self.i += 1
+        return t
+
+    def error(self, what: str, tok: Token | None = None, fix: str | None = None) -> InputError:
+        t = tok or self.tok
+        return InputError(what, where=self.where, source=self.source, pos=t.pos, fix=fix)
+
+    def count(self, node: Node) -> Node:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise LimitError(
+                f"expression has more than {MAX_NODES:,} nodes",
+                where=self.where,
+                fix="split the problem into smaller ones",
+            )
+        return node
+
+    def describe(self, t: Token) -> str:
+        if t.kind == "end":
+            return "end of input"
+        if t.text == "\n":
+            return "end of line"
+        return f"'{t.text}'"
+
+    def expect(self, text: str, fix: str | None = None) -> Token:
+        if self.tok.text != text or self.tok.kind != "op":
+            raise self.error(f"expected '{text}' but found {self.describe(self.tok)}", fix=fix)
+        return self.advance()
+
+    def enter(self, t: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise LimitError(
+                f"nesting deeper than {MAX_DEPTH} levels",
+                where=self.where,
+                source=self.source,
+                pos=t.pos,
+                fix="name intermediate results as separate statements",
+            )
+
+    # -- grammar
+    def program(self) -> list[Statement]:
+        stmts: list[Statement] = []
+        while True:
+            while self.tok.kind == "op" and self.tok.text in (";", "\n"):
+                self.advance()
+            if self.tok.kind == "end":
+                break
+            stmts.append(self.statement())
+            t = self.tok
+            if t.kind == "end":
+                break
+            if not (t.kind == "op" and t.text in (";", "\n")):
+                raise self.unexpected(t)
+        if not stmts:
+            raise InputError(
+                "no expression given",
+                where=self.where,
+                fix='write one or more expressions separated by ";"',
+            )
+        return stmts
+
+    def statement(self) -> Statement:
+        start = self.tok
+        nxt = self.toks[self.i + 1]
+        if start.kind == "name" and nxt.kind == "op" and nxt.text == "=":
+            if not self.allow_statements:
+                raise self.error("a name = value is not allowed here", start)
+            self.advance()
+            self.advance()
+            if start.text in RESERVED:
+                kind = "function" if start.text in FUNCTIONS else "constant"
+                raise self.error(
+                    f"'{start.text}' is a built-in {kind} and cannot be assigned",
+                    start,
+                    fix="choose another name",
+                )
+            if self.tok.kind == "end" or self.tok.text in (";", "\n"):
+                raise self.error(
+                    f"nothing after '{start.text} ='", fix="write an expression after '='"
+                )
+            expr = self.expr()
+            return Statement(start.text, expr, start.pos, start.pos)
+        return Statement(None, self.expr(), start.pos, start.pos)
+
+    def unexpected(self, t: Token) -> InputError:
+        if t.kind == "op" and t.text == "=":
+            return self.error(
+                "unexpected '='", t, fix="only 'name = expression' may use '=' (no comparisons)"
+            )
+        if t.kind == "op" and t.text == ")":
+            return self.error("unmatched ')'", t, fix="remove it or add the missing '('")
+        if t.kind in ("name", "num") or (t.kind == "op" and t.text == "("):
+            prev = self.toks[self.i - 1] if self.i else t
+            return self.error(
+                f"unexpected {self.describe(t)} after '{prev.text}'",
+                t,
+                fix="write an operator between them, e.g. 2*x, not 2x",
+            )
+        return self.error(f"unexpected {self.describe(t)}", t)
+
+    def expr(self) -> Node:
+        first_tok = self.tok
+        first = self.term()
+        rest: list[tuple[str, Node]] = []
+        while self.tok.kind == "op" and self.tok.text in ("+", "-"):
+            op = self.advance().text
+            rest.append((op, self.term()))
+        if not rest:
+            return first
+        return self.count(Chain("add", first, tuple(rest), first_tok.pos))
+
+    def term(self) -> Node:
+        first_tok = self.tok
+        first = self.unary()
+        rest: list[tuple[str, Node]] = []
+        while self.tok.kind == "op" and self.tok.text in ("*", "/"):
+            op = self.advance()
+            if self.tok.kind == "op" and self.tok.text == "/" and op.text == "/":
+                raise self.error(
+                    "'//' (floor division) is not part of the language",
+                    op,
+                    fix="use '/' for division",
+                )
+            rest.append((op.text, self.unary()))
+        if not rest:
+            return first
+        return self.count(Chain("mul", first, tuple(rest), first_tok.pos))
+
+    def unary(self) -> Node:
+        # Iterative, so that 100,000 signs in a row neither recurse nor build a deep tree:
+        # consecutive signs fold into one negation or none.
+        negative = False
+        first = self.tok
+        while self.tok.kind == "op" and self.tok.text in ("+", "-"):
+            if self.advance().text == "-":
+                negative = not negative
+        node = self.power()
+        return self.count(Neg(node, first.pos)) if negative else node
+
+    def power(self) -> Node:
+        base = self.postfix()
+        if self.tok.kind == "op" and self.tok.text in ("**", "^"):
+            op = self.advance()
+            self.enter(op)
+            exponent = self.unary()  # right-associative; -x^2 is -(x^2), 2^-1 is allowed
+            self.depth -= 1
+            return self.count(Pow(base, exponent, op.pos))
+        return base
+
+    def postfix(self) -> Node:
+        t = self.tok
+        if t.kind == "num":
+            self.advance()
+            return self.count(_number(t, self.source, self.where))
+        if t.kind == "name":
+            self.advance()
+            if self.tok.kind == "op" and self.tok.text == "(":
+                return self.call(t)
+            if t.text in FUNCTIONS:
+                raise self.error(
+                    f"'{t.text}' is a function", t, fix=f"call it with parentheses: {t.text}(...)"
+                )
+            if t.text in CONSTANTS:
+                return self.count(Const(t.text, t.pos))
+            return self.count(Name(t.text, t.pos))
+        if t.kind == "op" and t.text == "(":
+            self.advance()
+            self.enter(t)
+            if self.tok.kind == "op" and self.tok.text == ")":
+                raise self.error("empty parentheses", fix="put an expression inside ( )")
+            node = self.expr()
+            self.depth -= 1
+            if not (self.tok.kind == "op" and self.tok.text == ")"):
+                raise self.error(
+                    f"'(' at column {self._col(t.pos)} is never closed; found "
+                    f"{self.describe(self.tok)}",
+                    fix="add the missing ')'",
+                )
+            self.advance()
+            return node
+        if t.kind == "end" or (t.kind == "op" and t.text in (";", "\n")):
+            prev = self.toks[self.i - 1] if self.i else None
+            after = f" after '{prev.text}'" if prev is not None else ""
+            raise self.error(f"expression ends too early{after}", t, fix="complete the expression")
+        if t.kind == "op" and t.text in ("*", "/", "**", "^", ")", ",", "="):
+            raise self.error(
+                f"unexpected '{t.text}'", t, fix="an operand (number, name or '(') must come first"
+            )
+        raise self.unexpected(t)
+
+    def _col(self, pos: int) -> int:
+        return pos - (self.source.rfind("\n", 0, pos) + 1) + 1
+
+    def call(self, name_tok: Token) -> Node:
+        name = name_tok.text
+        if name not in FUNCTIONS:
+            if name in CONSTANTS:
+                raise self.error(
+                    f"'{name}' is a constant, not a function",
+                    name_tok,
+                    fix=f"write {name}*(...) to multiply",
+                )
+            raise self.error(
+                f"unknown function '{name}'",
+                name_tok,
+                fix="known functions: " + ", ".join(sorted(FUNCTIONS)),
+            )
+        open_tok = self.advance()  # '('
+        self.enter(open_tok)
+        args: list[Node] = []
+        if not (self.tok.kind == "op" and self.tok.text == ")"):
+            args.append(self.expr())
+            while self.tok.kind == "op" and self.tok.text == ",":
+                self.advance()
+                args.append(self.expr())
+        self.depth -= 1
+        if not (self.tok.kind == "op" and self.tok.text == ")"):
+            raise self.error(
+                f"{name}( at column {self._col(open_tok.pos)} is never closed; "
+                f"found {self.describe(self.tok)}",
+                fix="add the missing ')'",
+            )
+        self.advance()
+        want = FUNCTIONS[name]
+        if len(args) != want:
+            raise self.error(
+                f"{name} takes {want} argument{'s' if want > 1 else ''}, got {len(args)}", name_tok
+            )
+        return self.count(Call(name, tuple(args), name_tok.pos))
+
+
+def parse_expression(source: str, where: str = "the expression") -> Node:
+    """Parse one expression (no statements, no ';')."""
+    p = _Parser(source, where, allow_statements=False)
+    if p.tok.kind == "end":
+        raise InputError("empty expression", where=where, fix="write a value")
+    node = p.expr()
+    if p.tok.kind != "end":
+        raise p.unexpected(p.tok)
+    check_bounds(node, source, where)
+    return node
+
+
+def parse_program(
+    source: str,
+    *,
+    variables: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    where: str = "the functions",
+) -> Program:
+    """Parse statements separated by ';' or newlines and work out outputs and variables.
+
+    A named statement whose name a later statement uses is an intermediate; every other
+    statement is an output. Variables are the remaining free names, naturally ordered
+    (x2 before x10), unless `variables` fixes the order."""
+    p = _Parser(source, where, allow_statements=True)
+    stmts = p.program()
+    defined: dict[str, Statement] = {}
+    used_later: set[str] = set()
+    free: dict[str, int] = {}
+    for st in stmts:
+        for name, pos in names_in(st.expr):
+            if name in defined:
+                used_later.add(name)
+            elif any(s.name == name for s in stmts):
+                raise InputError(
+                    f"'{name}' is used before it is defined",
+                    where=where,
+                    source=source,
+                    pos=pos,
+                    fix="define it in an earlier statement",
+                )
+            else:
+                free.setdefault(name, pos)
+        if st.name is not None:
+            if st.name in defined:
+                raise InputError(
+                    f"'{st.name}' is defined twice",
+                    where=where,
+                    source=source,
+                    pos=st.name_pos,
+                    fix="give each statement its own name",
+                )
+            defined[st.name] = st
+        check_bounds(st.expr, source, where)
+
+    out_names: list[str] = []
+    out_exprs: list[Node] = []
+    taken = set(defined) | set(free)
+    for k, st in enumerate(stmts, start=1):
+        if st.name is None:
+            name = f"f{k}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            out_names.append(name)
+            out_exprs.append(st.expr)
+        elif st.name not in used_later:
+            out_names.append(st.name)
+            out_exprs.append(st.expr)
+    if outputs is not None:
+        chosen: list[str] = []
+        for name in outputs:
+            if name not in defined:
+                known = ", ".join(defined) or "none (name statements as 'y = ...')"
+                raise InputError(
+                    f"--outputs names '{printable(name)}', which no statement defines",
+                    where="--outputs",
+                    fix=f"named statements: {known}",
+                )
+            if name in chosen:
+                raise InputError(
+                    f"--outputs names '{name}' twice",
+                    where="--outputs",
+                    fix="list each output once",
+                )
+            chosen.append(name)
+        out_names = chosen
+        out_exprs = [defined[n].expr for n in chosen]
+
+    if variables is not None:
+        order = list(variables)
+        for name in order:
+            if name in defined:
+                raise InputError(
+                    f"--vars names '{name}', which a statement defines",
+                    where="--vars",
+                    fix="list only the free variables",
+                )
+        missing = [n for n in free if n not in order]
+        if missing:
+            raise InputError(
+                f"--vars does not list {', '.join(missing)}, used at column "
+                f"{p._col(free[missing[0]])}",
+                where="--vars",
+                fix="add every variable the functions use",
+            )
+    else:
+        order = sorted(free, key=natural_key)
+    return Program(
+        source=source,
+        statements=tuple(stmts),
+        outputs=tuple(out_names),
+        output_exprs=tuple(out_exprs),
+        definitions=tuple((s.name, s.expr) for s in stmts if s.name is not None),
+        variables=tuple(order),
+    )
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_identifier(name: str, where: str) -> str:
+    """A plain ASCII identifier that is not a built-in name, or an InputError."""
+    if not _IDENT.fullmatch(name):
+        shown = printable(name)
+        raise InputError(
+            f"'{shown}' is not a valid variable name",
+            where=where,
+            fix="use ASCII letters, digits and _, starting with a letter",
+        )
+    if name in RESERVED:
+        raise InputError(
+            f"'{name}' is a built-in name, not a variable", where=where, fix="choose another name"
+        )
+    return name
+
+
+def natural_key(name: str) -> tuple[tuple[int, str | int], ...]:
+    """Sort key that orders x2 before x10 and r before theta."""
+    parts = re.split(r"([0-9]+)", name)
+    key: list[tuple[int, str | int]] = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            key.append((1, int(part)))
+        elif part:
+            key.append((0, part.lower()))
+    key.append((2, name))
+    return tuple(key)
+
+
+# ---- walking the tree -------------------------------------------------------------------
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Neg):
+        return (node.operand,)
+    if isinstance(node, Chain):
+        return (node.first, *(n for _, n in node.rest))
+    if isinstance(node, Pow):
+        return (node.base, node.exponent)
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
+def names_in(node: Node) -> list[tuple[str, int]]:
+    """Every Name in the tree with its position, in source order (iterative)."""
+    out: list[tuple[str, int]] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Name):
+            out.append((n.id, n.pos))
+        else:
+            stack.extend(reversed(children(n)))
+    return out
+
+
+def fold(node: Node, leaf: Callable[[Node], object], combine: Callable[..., object]) -> object:
+    """Post-order evaluation without recursion limits mattering: depth is bounded by the
+    parser (MAX_DEPTH), chains are flat."""
+    kids = children(node)
+    if not kids:
+        return leaf(node)
+    return combine(node, [fold(k, leaf, combine) for k in kids])
+
+
+# ---- bounds: refuse constants and powers that no engine could compute quickly ------------
+
+
+def _const_log10(node: Node, source: str, where: str) -> object:
+    """Check the magnitude of every constant sub-expression using float arithmetic only
+    (never big integers), so that 2**(10**100) or 9**9**9**9 is refused instantly and
+    re-association like ((2**60)**60)**60 cannot slip past a per-operator check."""
+
+    def too_big(n: Node, what: str) -> LimitError:
+        return LimitError(
+            what,
+            where=where,
+            source=source,
+            pos=n.pos,
+            fix="keep constants within 1e-300 .. 1e300 and powers of variables "
+            f"below {MAX_EXPONENT:g}",
+        )
+
+    # Each node folds to (value or None, degree) where value is the float of a constant
+    # sub-expression and degree bounds the polynomial degree of a non-constant one.
+    def leaf(n: Node) -> tuple[float | None, float]:
+        if isinstance(n, Num):
+            return float(n.value), 0.0
+        if isinstance(n, Const):
+            return (math.pi if n.id == "pi" else math.e), 0.0
+        return None, 1.0
+
+    def combine(n: Node, vals: list[tuple[float | None, float]]) -> tuple[float | None, float]:
+        consts = [v for v, _ in vals]
+        degree = max(d for _, d in vals)
+        if isinstance(n, Pow):
+            (b, db), (e, de) = vals
+            if e is not None and b is None:
+                if abs(e) > MAX_EXPONENT:
+                    raise too_big(n, f"exponent {e:g} is too large (limit {MAX_EXPONENT:g})")
+                degree = db * max(1.0, abs(e))
+                if degree > MAX_DEGREE:
+                    raise too_big(
+                        n, f"nested powers reach degree {degree:g} (limit {MAX_DEGREE:g})"
+                    )
+            elif b is None or e is None:
+                degree = max(db, de)
+        if isinstance(n, Chain) and n.kind == "mul":
+            degree = sum(d for _, d in vals)
+            if degree > MAX_DEGREE:
+                raise too_big(n, f"product reaches degree {degree:g} (limit {MAX_DEGREE:g})")
+        if any(c is None for c in consts):
+            return None, degree
+        value = const_eval_node(n, consts)  # type: ignore[arg-type]
+        if value is None:
+            return None, 0.0  # undefined constant (e.g. log(0)): left for the engines to report
+        if math.isinf(value) or (value != 0 and abs(math.log10(abs(value))) > MAX_CONST_LOG10):
+            raise too_big(n, "constant sub-expression is too large or too small in magnitude")
+        return value, 0.0
+
+    return fold(node, leaf, combine)
+
+
+def check_bounds(node: Node, source: str, where: str) -> None:
+    _const_log10(node, source, where)
+
+
+_MATH: dict[str, Callable[..., float]] = {
+    "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos,
+    "atan": math.atan, "sinh": math.sinh, "cosh": math.cosh, "tanh": math.tanh,
+    "exp": math.exp, "log": math.log, "sqrt": math.sqrt, "abs": abs, "atan2": math.atan2,
+    "sigmoid": lambda t: 1.0 / (1.0 + math.exp(-t)) if t > -700 else 0.0,
+    "relu": lambda t: max(t, 0.0),
+    "softplus": lambda t: math.log1p(math.exp(t)) if t < 30 else t + math.log1p(math.exp(-t)),
+}  # fmt: skip
+
+
+def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
+    """One step of float evaluation of a constant node; None where it is undefined."""
+    try:
+        if isinstance(n, Neg):
+            return -args[0]
+        if isinstance(n, Chain):
+            acc = args[0]
+            for (op, _), x in zip(n.rest, args[1:], strict=True):
+                if op == "+":
+                    acc += x
+                elif op == "-":
+                    acc -= x
+                elif op == "*":
+                    acc *= x
+                else:
+                    acc /= x
+            return acc
+        if isinstance(n, Pow):
+            r = args[0] ** args[1]
+            return None if isinstance(r, complex) else float(r)
+        if isinstance(n, Call):
+            return float(_MATH[n.func](*args))
+    except (ZeroDivisionError, ValueError):
+        return None
+    except OverflowError:
+        return math.inf
+    raise AssertionError(f"not a constant node: {n!r}")
+
+
+def evaluate_constant(source: str, where: str) -> float:
+    """Parse and evaluate a constant expression such as `pi/3` or `-1e-3` to a finite float."""
+    node = parse_expression(source, where)
+    names = names_in(node)
+    if names:
+        name, pos = names[0]
+        raise InputError(
+            f"'{name}' is not a number",
+            where=where,
+            source=source,
+            pos=pos,
+            fix="values must be numbers or constant expressions like pi/3",
+        )
+
+    def leaf(n: Node) -> float:
+        if isinstance(n, Num):
+            return float(n.value)
+        return math.pi if isinstance(n, Const) and n.id == "pi" else math.e
+
+    def combine(n: Node, vals: list[float]) -> float:
+        r = const_eval_node(n, vals)
+        if r is None:
+            raise InputError(
+                f"'{printable(source)}' is undefined (e.g. division by zero or "
+                f"outside a function's domain)",
+                where=where,
+                fix="give a finite real number",
+            )
+        return r
+
+    value = fold(node, leaf, combine)
+    assert isinstance(value, float)
+    if not math.isfinite(value):
+        raise InputError(
+            f"'{printable(source)}' is not a finite float64 number",
+            where=where,
+            fix="give a finite number (no nan, inf, or values beyond 1.8e308)",
+        )
+    return value
+
+
+# ---- rendering back to text -------------------------------------------------------------
+
+_PREC_ADD, _PREC_MUL, _PREC_NEG, _PREC_POW, _PREC_ATOM = 1, 2, 3, 4, 5
+
+
+def _prec(node: Node) -> int:
+    if isinstance(node, Chain):
+        return _PREC_ADD if node.kind == "add" else _PREC_MUL
+    if isinstance(node, Neg):
+        return _PREC_NEG
+    if isinstance(node, Pow):
+        return _PREC_POW
+    return _PREC_ATOM
+
+
+def unparse(node: Node) -> str:
+    """Canonical text of a tree; parse(unparse(t)) == t."""
+
+    def wrap(child: Node, min_prec: int) -> str:
+        text = unparse(child)
+        return f"({text})" if _prec(child) < min_prec else text
+
+    if isinstance(node, Num):
+        return node.text
+    if isinstance(node, (Name, Const)):
+        return node.id
+    if isinstance(node, Neg):
+        return "-" + wrap(node.operand, _PREC_POW)
+    if isinstance(node, Chain):
+        level = _PREC_ADD if node.kind == "add" else _PREC_MUL
+        # first operand: a nested chain of the same level keeps its parentheses;
+        # the others must bind tighter than this level
+        out = [wrap(node.first, level + 1)]
+        for op, child in node.rest:
+            text = wrap(child, level + 1)
+            out.append(f" {op} {text}" if node.kind == "add" else f"{op}{text}")
+        return "".join(out)
+    if isinstance(node, Pow):
+        return f"{wrap(node.base, _PREC_ATOM)}**{wrap(node.exponent, _PREC_NEG)}"
+    if isinstance(node, Call):
+        return f"{node.func}({', '.join(unparse(a) for a in node.args)})"
+    raise AssertionError(node)
+
+
+def split_items(text: str) -> Iterable[tuple[str, int]]:
+    """Split `text` on commas outside parentheses; yields (item, offset)."""
+    depth = 0
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            yield text[start:i], start
+            start = i + 1
+    yield text[start:], start

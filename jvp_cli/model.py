@@ -1,0 +1,192 @@
+"""Plain data passed between modules: the problem, each engine's results, the report, the error
+types and the exit codes.
+
+Nothing here imports SymPy or torch: results cross module boundaries as floats and strings, so
+that `compare`, `render` and `cli` stay free of both engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit statuses, as documented in the README."""
+
+    AGREE = 0
+    DISAGREE = 1
+    BAD_INPUT = 2
+    INTERNAL = 3
+    INTERRUPTED = 130
+
+
+class JvpError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(JvpError):
+    """The user's input is wrong: the CLI prints one line and exits 2.
+
+    `where` names the piece of input ("the functions", "--at"), `source` and `pos` locate the
+    offending character so the message can give a line and column, and `fix` says what to do.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        source: str | None = None,
+        pos: int | None = None,
+        fix: str | None = None,
+    ) -> None:
+        super().__init__(what)
+        self.what = what
+        self.where = where
+        self.source = source
+        self.pos = pos
+        self.fix = fix
+
+    def location(self) -> tuple[int, int] | None:
+        """1-based (line, column) of `pos` in `source`, if both are known."""
+        if self.source is None or self.pos is None:
+            return None
+        before = self.source[: self.pos]
+        line = before.count("\n") + 1
+        column = self.pos - (before.rfind("\n") + 1) + 1
+        return line, column
+
+    def one_line(self) -> str:
+        """The whole message on one line: where, what, how to fix."""
+        loc = self.location()
+        place = self.where or ""
+        if loc is not None:
+            line, column = loc
+            multi = self.source is not None and "\n" in self.source
+            at = f"line {line}, column {column}" if multi else f"column {column}"
+            place = f"{place}, {at}" if place else at
+        text = f"{place}: {self.what}" if place else self.what
+        if self.fix:
+            text = f"{text}; {self.fix}"
+        return text.replace("\n", " ")
+
+    def caret(self) -> str | None:
+        """The offending source line with a caret under the column (for a terminal)."""
+        loc = self.location()
+        if loc is None or self.source is None:
+            return None
+        line_no, column = loc
+        line = self.source.split("\n")[line_no - 1]
+        start = max(0, column - 1 - 60)
+        snippet = printable(line[start : start + 120])
+        return f"  {snippet}\n  {' ' * (column - 1 - start)}^"
+
+
+class LimitError(InputError):
+    """The input is well formed but beyond a documented limit (size, depth, magnitude, time)."""
+
+
+class EngineError(JvpError):
+    """An engine could not compute something the input asked for (exit 2: the input's fault)."""
+
+
+def printable(text: str) -> str:
+    """`text` with control and other non-printable characters shown as escapes, so that user
+    text quoted in a message can never drive the terminal."""
+    out = []
+    for ch in text:
+        if ch.isprintable() and ch not in "\x1b\x7f":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+# A number as it crosses a boundary: always a Python float (nan / inf allowed, judged by compare).
+Vector = tuple[float, ...]
+Matrix = tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything a run needs, validated: shapes agree and names are known."""
+
+    source: str
+    functions: tuple[str, ...]  # each output's expression as parsed (canonical text)
+    outputs: tuple[str, ...]  # each output's name
+    variables: tuple[str, ...]
+    point: Vector | None
+    v: Vector | None
+    u: Vector | None
+    v_implicit: bool = False  # v = 1 was supplied for a scalar output, like out.backward()
+    dtype: str = "float64"
+    device: str = "cpu"
+    rtol: float = 1e-7
+    atol: float = 1e-7
+
+
+@dataclass(frozen=True)
+class SymbolicResult:
+    """SymPy's side: the Jacobian as text and its high-precision values (float64-rounded)."""
+
+    jacobian_text: tuple[tuple[str, ...], ...]
+    jacobian_pretty: str
+    jacobian_latex: str
+    nonzeros: int
+    jacobian: Matrix | None = None
+    vjp: Vector | None = None
+    jvp: Vector | None = None
+    notes: tuple[str, ...] = ()  # e.g. which entries are undefined at the point, and why
+
+
+@dataclass(frozen=True)
+class AutogradResult:
+    """PyTorch's side: what autograd returned, as floats."""
+
+    jacobian: Matrix
+    vjp: Vector | None = None
+    jvp: Vector | None = None
+    values: Vector = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    """The comparison of one quantity between the two sides."""
+
+    name: str  # "jacobian" | "vjp" | "jvp"
+    status: str  # "agree" | "disagree" | "undefined"
+    max_abs_diff: float
+    rtol: float
+    atol: float
+    worst: tuple[int, ...] | None = None  # index of the largest difference
+    undefined: tuple[tuple[int, ...], ...] = ()  # indices where either side is not finite
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+
+@dataclass(frozen=True)
+class Report:
+    problem: Problem
+    symbolic: SymbolicResult
+    autograd: AutogradResult | None = None
+    checks: tuple[Check, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def agree(self) -> bool:
+        return all(c.agree for c in self.checks)
+
+    def check(self, name: str) -> Check | None:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.AGREE if self.agree else ExitCode.DISAGREE
