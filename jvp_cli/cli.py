@@ -128,7 +128,9 @@ def vjp(
     functions: Annotated[
         str | None,
         typer.Argument(
-            help='The functions, separated by ";" or newlines; "-" reads stdin.', show_default=False
+            help='The functions, separated by ";" or newlines; "-" reads stdin.',
+            show_default=False,
+            metavar="FUNCTIONS",
         ),
     ] = None,
     at: Annotated[

@@ -374,6 +374,13 @@ class _Parser:
         start = self.tok
         nxt = self.toks[self.i + 1]
         if start.kind == "name" and nxt.kind == "op" and nxt.text == "=":
+            after = self.toks[self.i + 2]
+            if after.kind == "op" and after.text == "=":
+                raise self.error(
+                    "'==' is not part of the language",
+                    nxt,
+                    fix="comparisons are not supported; use '=' only to name a statement",
+                )
             if not self.allow_statements:
                 raise self.error("a name = value is not allowed here", start)
             self.advance()
@@ -779,7 +786,9 @@ def _const_log10(node: Node, source: str, where: str) -> object:
         if value is None:
             return None, 0.0  # undefined constant (e.g. log(0)): left for the engines to report
         if math.isinf(value) or (value != 0 and abs(math.log10(abs(value))) > MAX_CONST_LOG10):
-            raise too_big(n, "constant sub-expression is too large or too small in magnitude")
+            shown = unparse(n)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise too_big(n, f"constant {shown} is beyond the range 1e-300 .. 1e300 in magnitude")
         return value, 0.0
 
     return fold(node, leaf, combine)
@@ -826,6 +835,42 @@ def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
     except OverflowError:
         return math.inf
     raise AssertionError(f"not a constant node: {n!r}")
+
+
+@dataclass(frozen=True)
+class Undefined:
+    """Marks a value outside a function's real domain; `node` is the first such sub-expression."""
+
+    node: Node
+
+
+def float_values(program: Program, point: Sequence[float]) -> list[float | Undefined]:
+    """Each output of `program` at `point` in plain float arithmetic (Python's math module), or
+    the first sub-expression that is undefined there (log of a negative, 0/0, sqrt(-1), ...).
+
+    A third, independent evaluator: it tells whether the point is inside the real domain of
+    every sub-expression, which neither engine's derivative alone reveals (d log(x) = 1/x is
+    finite at x = -1)."""
+    env: dict[str, float | Undefined] = dict(zip(program.variables, point, strict=True))
+
+    def leaf(n: Node) -> float | Undefined:
+        if isinstance(n, Num):
+            return float(n.value)
+        if isinstance(n, Const):
+            return math.pi if n.id == "pi" else math.e
+        assert isinstance(n, Name)
+        return env[n.id]
+
+    def combine(n: Node, vals: list[float | Undefined]) -> float | Undefined:
+        for x in vals:
+            if isinstance(x, Undefined):
+                return x
+        r = const_eval_node(n, vals)  # type: ignore[arg-type]
+        return Undefined(n) if r is None or math.isnan(r) else r
+
+    for name, node in program.definitions:
+        env[name] = fold(node, leaf, combine)  # type: ignore[assignment]
+    return [fold(node, leaf, combine) for node in program.output_exprs]  # type: ignore[misc]
 
 
 def evaluate_constant(source: str, where: str) -> float:

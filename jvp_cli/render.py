@@ -141,7 +141,8 @@ def _verdict(check: Check) -> Any:
 
     label, style = _VERDICT_STYLE[check.status]
     t = Text(label, style=style)
-    t.append(f"   max |SymPy - torch| = {fmt(check.max_abs_diff)}", style="dim")
+    over = " over the finite entries" if check.undefined else ""
+    t.append(f"   max |SymPy - torch|{over} = {fmt(check.max_abs_diff)}", style="dim")
     t.append(f"  (rtol={check.rtol:g}, atol={check.atol:g})", style="dim")
     if check.undefined:
         where = ", ".join("[" + ",".join(str(i) for i in idx) + "]" for idx in check.undefined[:8])
@@ -226,7 +227,8 @@ def to_rich(report: Report) -> Any:
     parts.append(grid)
     check = report.check("jacobian")
     assert check is not None
-    parts.append(Padding(_verdict(check), (0, 0, 1, 2), expand=False))
+    parts.append(Text("  ").append_text(_verdict(check)))
+    parts.append(Text(""))
 
     if p.v is not None:
         check = report.check("vjp")

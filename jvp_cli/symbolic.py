@@ -121,6 +121,17 @@ def to_float(value: Any) -> float:
         return math.nan
 
 
+def _value_at(expr: Any, subs: dict[Any, Any]) -> Any:
+    """`expr` at the point with DPS digits; mpmath's division by zero becomes zoo."""
+    try:
+        return expr.evalf(DPS, subs=subs)
+    except ZeroDivisionError:
+        try:
+            return expr.xreplace(subs).evalf(DPS)
+        except ZeroDivisionError:
+            return sp.zoo
+
+
 def _why(value: Any) -> str:
     if value is sp.zoo or value in (sp.oo, sp.S.NegativeInfinity):
         return "infinite"
@@ -150,13 +161,24 @@ def evaluate(
     subs = {s: sp.Float(x, DPS) for s, x in zip(symbols, point, strict=True)}
     values: list[list[Any]] = []
     notes: list[str] = []
+    domain = lang.float_values(program, point)
     for i, row in enumerate(jac):
+        bad = domain[i]
+        if isinstance(bad, lang.Undefined):
+            # Outside the real domain of a sub-expression: no derivative exists there.
+            notes.append(
+                f"{program.outputs[i]}: {lang.unparse(bad.node)} is undefined at the "
+                "point (outside its real domain), so row "
+                f"{program.outputs[i]} of J is undefined"
+            )
+            values.append([sp.nan] * len(row))
+            continue
         vrow = []
         for j, e in enumerate(row):
             if e == 0:
                 vrow.append(sp.S.Zero)
                 continue
-            val = e.evalf(DPS, subs=subs)
+            val = _value_at(e, subs)
             fval = to_float(val)
             if not math.isfinite(fval):
                 notes.append(

@@ -1,0 +1,84 @@
+"""SymPy side: the symbolic Jacobian against hand derivations and finite differences."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from conftest import assert_close, central_jacobian
+
+from jvp_cli import lang, symbolic
+
+SEED = "x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3"
+
+
+def test_seed_jacobian_by_hand() -> None:
+    prog = lang.parse_program(SEED)
+    res = symbolic.evaluate(prog, (1.0, 2.0, 3.0), (3.0, 2.0, 1.0), (1.0, 0.0, 0.0))
+    assert res.jacobian_text == (
+        ("2*x1", "2", "1"),
+        ("1", "3*x2**2", "2*x3"),
+        ("2", "2*x2", "3*x3**2"),
+    )
+    assert res.jacobian == ((2, 2, 1), (1, 12, 6), (2, 4, 27))
+    assert res.vjp == (10, 34, 42)  # 3*(2,2,1) + 2*(1,12,6) + 1*(2,4,27)
+    assert res.jvp == (2, 1, 2)  # the first column
+    assert res.nonzeros == 9
+
+
+def test_seed_with_ones() -> None:
+    prog = lang.parse_program(SEED)
+    res = symbolic.evaluate(prog, (1.0, 2.0, 3.0), (1.0, 1.0, 1.0), None)
+    assert res.vjp == (5, 18, 34)
+
+
+def test_symbolic_only_without_point() -> None:
+    res = symbolic.evaluate(lang.parse_program("x^2*y"), None, None, None)
+    assert res.jacobian_text == (("2*x*y", "x**2"),)
+    assert res.jacobian is None
+    assert "x" in res.jacobian_pretty
+
+
+CASES = [
+    ("sin(x)*exp(y)", lambda x, y: math.sin(x) * math.exp(y)),
+    ("atan2(y, x)", lambda x, y: math.atan2(y, x)),
+    ("log(x^2 + y^2)/2", lambda x, y: math.log(x * x + y * y) / 2),
+    ("sqrt(x*y) + tanh(x - y)", lambda x, y: math.sqrt(x * y) + math.tanh(x - y)),
+    ("sigmoid(x*y)", lambda x, y: 1 / (1 + math.exp(-x * y))),
+    ("softplus(x - 2*y)", lambda x, y: math.log1p(math.exp(x - 2 * y))),
+    ("x^y", lambda x, y: x**y),
+    ("asin(x/3) + acos(y/3) + atan(x*y)",
+     lambda x, y: math.asin(x / 3) + math.acos(y / 3) + math.atan(x * y)),
+    ("sinh(x)*cosh(y) - tan(x/4)", lambda x, y: math.sinh(x) * math.cosh(y) - math.tan(x / 4)),
+    ("abs(x - y) + relu(x + y) + pi*E", lambda x, y: abs(x - y) + max(x + y, 0) + math.pi * math.e),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "fn"), CASES, ids=[c[0] for c in CASES])
+def test_against_finite_differences(text: str, fn) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(text)
+    prog = lang.parse_program(text, variables=["x", "y"])
+    for _ in range(3):
+        point = (rng.uniform(0.3, 2.0), rng.uniform(0.3, 1.2))
+        if "abs" in text and abs(point[0] - point[1]) < 1e-3:
+            continue
+        res = symbolic.evaluate(prog, point, None, None)
+        assert res.jacobian is not None
+        assert_close(res.jacobian, central_jacobian([fn], point), rel=1e-6, abs_=1e-6)
+
+
+def test_undefined_points_are_nan_not_conventions() -> None:
+    for text, point in [("abs(x)", 0.0), ("relu(x)", 0.0), ("sqrt(x)", 0.0), ("log(x)", 0.0),
+                        ("log(x)", -1.0), ("1/x", 0.0)]:  # fmt: skip
+        res = symbolic.evaluate(lang.parse_program(text), (point,), (1.0,), None)
+        assert res.jacobian is not None
+        assert not math.isfinite(res.jacobian[0][0]), text
+        assert res.notes, text
+
+
+def test_sparse_entries_are_not_differentiated() -> None:
+    n = 50
+    text = "; ".join(f"x{i}*x{i + 1}" for i in range(1, n))
+    res = symbolic.evaluate(lang.parse_program(text), None, None, None)
+    assert res.nonzeros == 2 * (n - 1)
