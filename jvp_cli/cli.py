@@ -9,12 +9,17 @@ nor torch: `vjp --help` and every usage error stay fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from . import __version__
 from .model import ExitCode, InputError, JvpError, LimitError, printable
@@ -47,6 +52,52 @@ exponents of variables |k| <= 10,000. See docs/language.md.
 class DType(str, Enum):
     float64 = "float64"
     float32 = "float32"
+
+
+class _OneLineErrors(TyperCommand):
+    """A Typer command whose usage errors are one `Error:` line and exit 2, however it is
+    invoked (console script, python -m, CliRunner)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = result if isinstance(result, int) else 0
+        except typer.TyperException as exc:  # usage errors: bad option, missing value
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            if len(message) > 160:
+                message = message[:150] + "..."
+            hint = "see vjp --help"
+            if "No such option" in message:
+                hint = (
+                    "an expression that starts with '-' goes after '--', e.g. "
+                    "vjp --at 1 -- '-x^2'; see vjp --help"
+                )
+            _error(f"{message} ({hint})")
+            code = int(ExitCode.BAD_INPUT)
+        except typer.Abort:
+            _error("aborted")
+            code = int(ExitCode.INTERRUPTED)
+        except BrokenPipeError:
+            _silence_stdout()
+            code = int(ExitCode.AGREE)
+        except KeyboardInterrupt:
+            code = int(ExitCode.INTERRUPTED)
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 app = typer.Typer(
@@ -123,7 +174,7 @@ def _console(width_hint: int = 0) -> Any:
     return Console(file=sys.stdout, highlight=False, width=max(100, width_hint))
 
 
-@app.command(help=HELP, no_args_is_help=False)
+@app.command(cls=_OneLineErrors, help=HELP, no_args_is_help=False)
 def vjp(
     functions: Annotated[
         str | None,
@@ -178,6 +229,9 @@ def vjp(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Stop with exit 2 after this many seconds (0: no limit).")
+    ] = 120.0,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
@@ -201,9 +255,39 @@ def vjp(
         rtol=rtol,
         atol=atol,
         json_out=json_out,
+        timeout=timeout,
         debug=debug,
     )
     raise typer.Exit(int(code))
+
+
+class _TimeUp(BaseException):
+    """Raised by the wall-clock guard; a BaseException so no library's `except Exception`
+    swallows it."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the run after `seconds` of wall-clock time (main thread, POSIX only)."""
+    usable = (
+        seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _TimeUp()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def execute(
@@ -220,35 +304,53 @@ def execute(
     rtol: float | None,
     atol: float | None,
     json_out: bool,
-    debug: bool,
+    timeout: float = 0.0,
+    debug: bool = False,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status."""
     from . import api
 
     try:
-        source = _read_source(functions, file)
-        program, problem = api.make_problem(
-            source,
-            at=at,
-            v=v,
-            u=u,
-            variables=variables,
-            outputs=outputs,
-            dtype=dtype,
-            device=device,
-            rtol=rtol,
-            atol=atol,
-        )
-        report = api.solve(program, problem)
+        with _time_limit(timeout):
+            source = _read_source(functions, file)
+            program, problem = api.make_problem(
+                source,
+                at=at,
+                v=v,
+                u=u,
+                variables=variables,
+                outputs=outputs,
+                dtype=dtype,
+                device=device,
+                rtol=rtol,
+                atol=atol,
+            )
+            report = api.solve(program, problem)
+            output = _render(report, json_out)
     except InputError as exc:
         _error(exc.one_line(), exc.caret())
         return ExitCode.BAD_INPUT
     except JvpError as exc:
         _error(str(exc))
         return ExitCode.BAD_INPUT
+    except _TimeUp:
+        _error(
+            f"stopped after {timeout:g} s (--timeout): the problem is too large or too hard "
+            "to evaluate at this point; simplify it or raise --timeout"
+        )
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED
+    except RecursionError:
+        _error(
+            "the expression is nested too deeply for the engines; name intermediate "
+            "results as separate statements"
+        )
+        return ExitCode.BAD_INPUT
+    except MemoryError:
+        _error("out of memory: the problem is too large for this machine")
+        return ExitCode.BAD_INPUT
     except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
         if debug:
             import traceback
@@ -260,20 +362,25 @@ def execute(
         )
         return ExitCode.INTERNAL
 
-    from . import render
-
     try:
-        if json_out:
-            sys.stdout.write(render.to_json(report) + "\n")
-        else:
-            width = max(
-                (len(line) for line in report.symbolic.jacobian_pretty.splitlines()), default=0
-            )
-            _console(width + 8).print(render.to_rich(report))
+        sys.stdout.write(output)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
     return report.exit_code
+
+
+def _render(report: Any, json_out: bool) -> str:
+    """The whole stdout text, rendered before anything is written."""
+    from . import render
+
+    if json_out:
+        return render.to_json(report) + "\n"
+    width = max((len(line) for line in report.symbolic.jacobian_pretty.splitlines()), default=0)
+    console = _console(width + 8)
+    with console.capture() as capture:
+        console.print(render.to_rich(report))
+    return capture.get()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -294,27 +401,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse argv with Typer and run; returns the exit status instead of raising."""
-    command = typer.main.get_command(app)
-    try:
-        result = command.main(args=argv, prog_name="vjp", standalone_mode=False)
-    except typer.TyperException as exc:  # usage errors: bad option, missing value
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _error(f"{message} (see vjp --help)")
-        return int(ExitCode.BAD_INPUT)
-    except typer.Abort:
-        _error("aborted")
-        return int(ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        _silence_stdout()
-        return int(ExitCode.AGREE)
-    except KeyboardInterrupt:
-        return int(ExitCode.INTERRUPTED)
-    code = result if isinstance(result, int) else 0
+    code = typer.main.get_command(app).main(args=argv, prog_name="vjp", standalone_mode=False)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    return code
+    return int(code)
 
 
 def _silence_stdout() -> None:

@@ -839,14 +839,24 @@ def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class Undefined:
-    """Marks a value outside a function's real domain; `node` is the first such sub-expression."""
+    """Marks a value that float64 cannot hold at the point: `node` is the first sub-expression
+    outside its real domain ("domain") or beyond the float64 range ("overflow")."""
 
     node: Node
+    reason: str = "domain"
+
+    def explain(self) -> str:
+        text = unparse(self.node)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        if self.reason == "overflow":
+            return f"{text} overflows float64 (beyond 1.8e308) at the point"
+        return f"{text} is undefined at the point (outside its real domain)"
 
 
 def float_values(program: Program, point: Sequence[float]) -> list[float | Undefined]:
     """Each output of `program` at `point` in plain float arithmetic (Python's math module), or
-    the first sub-expression that is undefined there (log of a negative, 0/0, sqrt(-1), ...).
+    the first sub-expression that is undefined there (log of a negative, 0/0, sqrt(-1), ...)
+    or overflows float64 (exp(1000)).
 
     A third, independent evaluator: it tells whether the point is inside the real domain of
     every sub-expression, which neither engine's derivative alone reveals (d log(x) = 1/x is
@@ -866,7 +876,13 @@ def float_values(program: Program, point: Sequence[float]) -> list[float | Undef
             if isinstance(x, Undefined):
                 return x
         r = const_eval_node(n, vals)  # type: ignore[arg-type]
-        return Undefined(n) if r is None or math.isnan(r) else r
+        if r is None or math.isnan(r):
+            return Undefined(n)
+        if math.isinf(r):
+            # Overflow. Also what keeps SymPy from evaluating exp(exp(exp(exp(x)))) to
+            # millions of digits: every sub-expression of a derivative is one of these.
+            return Undefined(n, "overflow")
+        return r
 
     for name, node in program.definitions:
         env[name] = fold(node, leaf, combine)  # type: ignore[assignment]

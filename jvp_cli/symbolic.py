@@ -89,15 +89,27 @@ def _undefined_at_kinks(expr: Any) -> Any:
     return expr
 
 
+def gradient(f: Any, symbols: Sequence[sp.Symbol]) -> list[Any]:
+    """d f / d s for each symbol, differentiating only where s occurs.
+
+    For a sum, each term is differentiated only by the symbols it contains: SymPy's own
+    diff of a sum visits every term for every symbol, which is quadratic for a sum of
+    thousands of terms in thousands of variables."""
+    free = f.free_symbols
+    if isinstance(f, sp.Add) and len(f.args) > 8:
+        terms_of: dict[Any, list[Any]] = {}
+        for term in f.args:
+            for s in term.free_symbols:
+                terms_of.setdefault(s, []).append(term)
+        raw = {s: sp.Add(*[t.diff(s) for t in terms_of[s]]) for s in symbols if s in free}
+    else:
+        raw = {s: sp.diff(f, s) for s in symbols if s in free}
+    return [_undefined_at_kinks(raw[s]) if s in raw else sp.S.Zero for s in symbols]
+
+
 def jacobian(outputs: Sequence[Any], symbols: Sequence[sp.Symbol]) -> list[list[Any]]:
     """d outputs_i / d symbols_j, differentiating only by symbols the output contains."""
-    rows = []
-    for f in outputs:
-        free = f.free_symbols
-        rows.append(
-            [_undefined_at_kinks(sp.diff(f, s)) if s in free else sp.S.Zero for s in symbols]
-        )
-    return rows
+    return [gradient(f, symbols) for f in outputs]
 
 
 def to_float(value: Any) -> float:
@@ -167,8 +179,7 @@ def evaluate(
         if isinstance(bad, lang.Undefined):
             # Outside the real domain of a sub-expression: no derivative exists there.
             notes.append(
-                f"{program.outputs[i]}: {lang.unparse(bad.node)} is undefined at the "
-                "point (outside its real domain), so row "
+                f"{program.outputs[i]}: {bad.explain()}, so row "
                 f"{program.outputs[i]} of J is undefined"
             )
             values.append([sp.nan] * len(row))
@@ -178,7 +189,7 @@ def evaluate(
             if e == 0:
                 vrow.append(sp.S.Zero)
                 continue
-            val = _value_at(e, subs)
+            val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
             fval = to_float(val)
             if not math.isfinite(fval):
                 notes.append(
