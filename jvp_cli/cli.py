@@ -9,11 +9,10 @@ nor torch: `vjp --help` and every usage error stay fast.
 from __future__ import annotations
 
 import os
-import signal
+import re
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,7 +44,8 @@ at the point, 2 bad input or usage, 3 internal error.
 \b
 Limits: input 4,000,000 characters; 1,000,000 tree nodes; nesting 100
 levels; number literals 100 characters; constants within 1e-300..1e300;
-exponents of variables |k| <= 10,000. See docs/language.md.
+exponents of variables |k| <= 10,000; --timeout 60 s. See
+  docs/language.md.
 """
 
 
@@ -80,7 +80,7 @@ class _OneLineErrors(TyperCommand):
             if len(message) > 160:
                 message = message[:150] + "..."
             hint = "see vjp --help"
-            if "No such option" in message:
+            if "No such option" in message and not re.search(r"option: --?[A-Za-z]", message):
                 hint = (
                     "an expression that starts with '-' goes after '--', e.g. "
                     "vjp --at 1 -- '-x^2'; see vjp --help"
@@ -231,7 +231,7 @@ def vjp(
     ] = False,
     timeout: Annotated[
         float, typer.Option(help="Stop with exit 2 after this many seconds (0: no limit).")
-    ] = 120.0,
+    ] = 60.0,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
@@ -262,32 +262,46 @@ def vjp(
 
 
 class _TimeUp(BaseException):
-    """Raised by the wall-clock guard; a BaseException so no library's `except Exception`
-    swallows it."""
+    """The wall-clock guard ran out."""
 
 
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the run after `seconds` of wall-clock time (main thread, POSIX only)."""
-    usable = (
-        seconds > 0
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable:
-        yield
-        return
+WORKER_STACK_BYTES = 512 * 1024 * 1024
+WORKER_RECURSION_LIMIT = 50_000
 
-    def on_alarm(signum: int, frame: object) -> None:
-        raise _TimeUp()
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+def _in_worker(work: Callable[[], Any], seconds: float) -> Any:
+    """Run `work` in a thread with a large stack, waiting at most `seconds` (0: no limit).
+
+    The engines recurse once per level of nesting, and statements can nest far deeper than
+    one expression may (a1 = sin(x); a2 = sin(a1); ...); the big stack and recursion limit
+    let them. Waiting from the main thread bounds the run even inside a long C call, where
+    a signal handler would not get to run."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the main thread, which classifies it
+            box["error"] = exc
+
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, WORKER_RECURSION_LIMIT))
     try:
-        yield
+        threading.stack_size(WORKER_STACK_BYTES)
+        try:
+            thread = threading.Thread(target=target, name="vjp-worker", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(0)
+        thread.join(seconds if seconds > 0 else None)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if not thread.is_alive():
+            sys.setrecursionlimit(old_limit)
+    if thread.is_alive():
+        raise _TimeUp()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def execute(
@@ -311,8 +325,9 @@ def execute(
     from . import api
 
     try:
-        with _time_limit(timeout):
-            source = _read_source(functions, file)
+        source = _read_source(functions, file)
+
+        def work() -> tuple[Any, str]:
             program, problem = api.make_problem(
                 source,
                 at=at,
@@ -326,7 +341,9 @@ def execute(
                 atol=atol,
             )
             report = api.solve(program, problem)
-            output = _render(report, json_out)
+            return report, _render(report, json_out)
+
+        report, output = _in_worker(work, timeout)
     except InputError as exc:
         _error(exc.one_line(), exc.caret())
         return ExitCode.BAD_INPUT

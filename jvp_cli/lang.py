@@ -576,11 +576,13 @@ def parse_program(
     defined: dict[str, Statement] = {}
     used_later: set[str] = set()
     free: dict[str, int] = {}
+    all_names = {s.name for s in stmts if s.name is not None}
+    bounds: dict[str, Bound] = {}
     for st in stmts:
         for name, pos in names_in(st.expr):
             if name in defined:
                 used_later.add(name)
-            elif any(s.name == name for s in stmts):
+            elif name in all_names:
                 raise InputError(
                     f"'{name}' is used before it is defined",
                     where=where,
@@ -600,7 +602,9 @@ def parse_program(
                     fix="give each statement its own name",
                 )
             defined[st.name] = st
-        check_bounds(st.expr, source, where)
+        bound = check_bounds(st.expr, source, where, bounds)
+        if st.name is not None:
+            bounds[st.name] = bound
 
     out_names: list[str] = []
     out_exprs: list[Node] = []
@@ -737,49 +741,51 @@ def fold(node: Node, leaf: Callable[[Node], object], combine: Callable[..., obje
 # ---- bounds: refuse constants and powers that no engine could compute quickly ------------
 
 
-def _const_log10(node: Node, source: str, where: str) -> object:
-    """Check the magnitude of every constant sub-expression using float arithmetic only
-    (never big integers), so that 2**(10**100) or 9**9**9**9 is refused instantly and
-    re-association like ((2**60)**60)**60 cannot slip past a per-operator check."""
+Bound = tuple[float | None, float]  # (value of a constant sub-expression or None, degree)
 
-    def too_big(n: Node, what: str) -> LimitError:
-        return LimitError(
-            what,
-            where=where,
-            source=source,
-            pos=n.pos,
-            fix="keep constants within 1e-300 .. 1e300 and powers of variables "
-            f"below {MAX_EXPONENT:g}",
-        )
 
-    # Each node folds to (value or None, degree) where value is the float of a constant
-    # sub-expression and degree bounds the polynomial degree of a non-constant one.
-    def leaf(n: Node) -> tuple[float | None, float]:
+def check_bounds(node: Node, source: str, where: str, env: dict[str, Bound] | None = None) -> Bound:
+    """Refuse constants and powers that no engine could compute quickly.
+
+    Every constant sub-expression is folded with float arithmetic only (never big integers),
+    so 2**(10**100) or 9**9**9**9 is refused at once and re-association like
+    ((2**60)**60)**60 cannot slip past a per-operator check. Non-constant sub-expressions
+    carry a bound on their polynomial degree, so ((x**60)**60)**60 is refused too. `env`
+    carries the bounds of named statements, so splitting a tower into statements changes
+    nothing."""
+
+    def refuse(n: Node, what: str, fix: str) -> LimitError:
+        return LimitError(what, where=where, source=source, pos=n.pos, fix=fix)
+
+    def leaf(n: Node) -> Bound:
         if isinstance(n, Num):
             return float(n.value), 0.0
         if isinstance(n, Const):
             return (math.pi if n.id == "pi" else math.e), 0.0
-        return None, 1.0
+        assert isinstance(n, Name)
+        return env.get(n.id, (None, 1.0)) if env else (None, 1.0)
 
-    def combine(n: Node, vals: list[tuple[float | None, float]]) -> tuple[float | None, float]:
+    def combine(n: Node, vals: list[Bound]) -> Bound:
         consts = [v for v, _ in vals]
         degree = max(d for _, d in vals)
         if isinstance(n, Pow):
-            (b, db), (e, de) = vals
+            (b, db), (e, _) = vals
             if e is not None and b is None:
                 if abs(e) > MAX_EXPONENT:
-                    raise too_big(n, f"exponent {e:g} is too large (limit {MAX_EXPONENT:g})")
-                degree = db * max(1.0, abs(e))
-                if degree > MAX_DEGREE:
-                    raise too_big(
-                        n, f"nested powers reach degree {degree:g} (limit {MAX_DEGREE:g})"
+                    raise refuse(
+                        n,
+                        f"exponent {e:g} is too large (limit {MAX_EXPONENT:g})",
+                        "use a smaller exponent",
                     )
-            elif b is None or e is None:
-                degree = max(db, de)
-        if isinstance(n, Chain) and n.kind == "mul":
+                degree = db * max(1.0, abs(e))
+        elif isinstance(n, Chain) and n.kind == "mul":
             degree = sum(d for _, d in vals)
-            if degree > MAX_DEGREE:
-                raise too_big(n, f"product reaches degree {degree:g} (limit {MAX_DEGREE:g})")
+        if degree > MAX_DEGREE:
+            raise refuse(
+                n,
+                f"powers and products reach degree {degree:g} (limit {MAX_DEGREE:g})",
+                "use smaller exponents",
+            )
         if any(c is None for c in consts):
             return None, degree
         value = const_eval_node(n, consts)  # type: ignore[arg-type]
@@ -788,14 +794,16 @@ def _const_log10(node: Node, source: str, where: str) -> object:
         if math.isinf(value) or (value != 0 and abs(math.log10(abs(value))) > MAX_CONST_LOG10):
             shown = unparse(n)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise too_big(n, f"constant {shown} is beyond the range 1e-300 .. 1e300 in magnitude")
+            raise refuse(
+                n,
+                f"constant {shown} is beyond the range 1e-300 .. 1e300 in magnitude",
+                "keep constants within 1e-300 .. 1e300",
+            )
         return value, 0.0
 
-    return fold(node, leaf, combine)
-
-
-def check_bounds(node: Node, source: str, where: str) -> None:
-    _const_log10(node, source, where)
+    result = fold(node, leaf, combine)
+    assert isinstance(result, tuple)
+    return result  # type: ignore[return-value]
 
 
 _MATH: dict[str, Callable[..., float]] = {

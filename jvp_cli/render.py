@@ -203,7 +203,15 @@ def to_rich(report: Report) -> Any:
 
     title = Text("Symbolic Jacobian ", style="bold")
     title.append(f"J = d({', '.join(p.outputs)}) / d({', '.join(p.variables)})", style="dim")
-    parts.append(Panel(Text(s.jacobian_pretty), title=title, title_align="left", expand=False))
+    if s.jacobian_pretty:
+        body: Any = Text(s.jacobian_pretty)
+    else:
+        size = sum(len(t) for row in s.jacobian_text for t in row)
+        body = Text(
+            f"(too large to lay out: {size:,} characters of entries; --json has them as text)",
+            style="dim",
+        )
+    parts.append(Panel(body, title=title, title_align="left", expand=False))
 
     if a is None:
         return Group(*parts, *[Text(note, style="dim") for note in report.notes])

@@ -22,6 +22,7 @@ from . import lang
 from .model import EngineError, SymbolicResult
 
 DPS = 30  # significant digits of the reference values
+PRETTY_LIMIT = 20_000  # characters of Jacobian text beyond which no 2-D/LaTeX form is made
 
 _UNARY = {
     "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "asin": sp.asin, "acos": sp.acos,
@@ -164,8 +165,14 @@ def evaluate(
     jac = jacobian(outputs, symbols)
     text = tuple(tuple(str(e) for e in row) for row in jac)
     matrix = sp.Matrix(jac) if jac else sp.Matrix()
-    pretty = sp.pretty(matrix, use_unicode=True, wrap_line=False)
-    latex = sp.latex(matrix)
+    size = sum(len(t) for row in text for t in row)
+    if size <= PRETTY_LIMIT:
+        pretty = sp.pretty(matrix, use_unicode=True, wrap_line=False)
+        latex = sp.latex(matrix)
+    else:
+        # 2-D layout of a huge expression costs more than the rest of the run and no one can
+        # read it; the entries are still in the JSON output, as text.
+        pretty = latex = ""
     nonzeros = sum(1 for row in jac for e in row if e != 0)
     if point is None:
         return SymbolicResult(text, pretty, latex, nonzeros)

@@ -109,6 +109,8 @@ BAD: list[tuple[list[str], str]] = [
     (["sin(" * 190 + "x" + ")" * 190], "nesting deeper"),
     (["x**100001"], "exponent"),
     (["2^" * 150 + "x"], "nesting deeper"),
+    (["a = x**60; b = a**60; c = b**60"], "degree 216000"),
+    (["a = 2**60; b = a**60; c = b**60*x"], "beyond the range"),
     # --- values
     (["x*y", "--at", "1"], "got 1 value but there are 2 variables (x, y)"),
     (["x*y", "--at", "1,2,3"], "got 3 values but there are 2 variables"),
@@ -261,6 +263,22 @@ def test_big_but_reasonable_inputs_work(vjp) -> None:  # type: ignore[no-untyped
     assert d["functions"] == ["-x"] and d["vjp"]["sympy"] == [-1.0]
     d = vjp("sin(" * 60 + "x" + ")" * 60, "--at", "0.3", "--json").json()
     assert d["agree"] is True
+
+
+def test_deep_composition_through_statements(vjp) -> None:  # type: ignore[no-untyped-def]
+    # Statements may nest far deeper than one expression; the engines get a big stack.
+    import math
+
+    n = 120
+    prog = "a0 = x; " + "; ".join(f"a{i} = sin(a{i - 1})" for i in range(1, n + 1))
+    d = vjp(prog, "--at", "0.5", "--json").json()
+    # the chain rule by hand: product of cos(a_{k-1}) along the chain
+    a, deriv = 0.5, 1.0
+    for _ in range(n):
+        deriv *= math.cos(a)
+        a = math.sin(a)
+    assert d["vjp"]["torch"][0] == pytest.approx(deriv, rel=1e-12)
+    assert d["vjp"]["sympy"][0] == pytest.approx(deriv, rel=1e-12)
 
 
 def test_json_negative_zero_is_zero(vjp) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,104 @@
+"""Property tests: the grammar round-trips, and no text makes the CLI misbehave."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from jvp_cli import lang
+from jvp_cli.model import LimitError
+
+NAMES = st.sampled_from(["x", "y", "z1", "theta", "x10", "e"])
+NUMS = st.one_of(
+    st.integers(0, 10**6).map(lambda i: lang.Num(str(i), i)),
+    st.floats(1e-6, 1e6).map(lambda f: lang.Num(repr(f), f)),
+)
+LEAVES = st.one_of(
+    NAMES.map(lang.Name), NUMS, st.sampled_from(["pi", "E"]).map(lang.Const)
+)
+UNARY_FUNCS = sorted(n for n, k in lang.FUNCTIONS.items() if k == 1)
+
+
+def _extend(children: st.SearchStrategy[lang.Node]) -> st.SearchStrategy[lang.Node]:
+    rest = st.lists(st.tuples(st.sampled_from(["+", "-"]), children), min_size=1, max_size=3)
+    mrest = st.lists(st.tuples(st.sampled_from(["*", "/"]), children), min_size=1, max_size=3)
+    return st.one_of(
+        children.map(lang.Neg),
+        st.builds(lambda f, r: lang.Chain("add", f, tuple(r)), children, rest),
+        st.builds(lambda f, r: lang.Chain("mul", f, tuple(r)), children, mrest),
+        st.builds(lang.Pow, children, children),
+        st.builds(lambda f, a: lang.Call(f, (a,)), st.sampled_from(UNARY_FUNCS), children),
+        st.builds(lambda a, b: lang.Call("atan2", (a, b)), children, children),
+    )
+
+
+TREES = st.recursive(LEAVES, _extend, max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TREES)
+def test_render_and_parse_back(tree: lang.Node) -> None:
+    text = lang.unparse(tree)
+    try:
+        again = lang.parse_expression(text)
+    except LimitError:
+        assume(False)  # e.g. a constant tower beyond 1e300: refused by design
+        return
+    assert again == tree, text
+    assert lang.unparse(again) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(TREES)
+def test_caret_spelling_parses_the_same(tree: lang.Node) -> None:
+    text = lang.unparse(tree)
+    try:
+        assert lang.parse_expression(text.replace("**", "^")) == lang.parse_expression(text)
+    except LimitError:
+        assume(False)
+
+
+GRAMMARISH = st.text(alphabet="xy12.e+-*/^()_,; \n=sincoexplgqrtab", max_size=40)
+
+
+def _check(vjp, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    r = vjp(*args, code=None)
+    assert r.code in (0, 1, 2), (args, r.code, r.stderr)
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    if r.code == 2:
+        assert r.stdout == ""
+        assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("Error: ")
+    elif "--json" in args:
+        json.loads(r.stdout, parse_constant=lambda t: (_ for _ in ()).throw(ValueError(t)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text(max_size=60))
+def test_random_text_as_functions(vjp, text: str) -> None:  # type: ignore[no-untyped-def]
+    _check(vjp, ["--json", "--", text])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(GRAMMARISH)
+def test_grammar_like_text_at_a_point(vjp, text: str) -> None:  # type: ignore[no-untyped-def]
+    _check(vjp, ["--json", "--vars", "x,y", "--at", "x=0.3,y=0.7", "--", text])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_random_values(vjp, at: str, v: str) -> None:  # type: ignore[no-untyped-def]
+    _check(vjp, ["x*y; x+y", "--at", at, "--v", v, "--json"])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(max_size=80))
+def test_random_bytes_on_stdin(vjp, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from jvp_cli.cli import app
+
+    r = CliRunner().invoke(app, ["-", "--json"], input=data)
+    assert r.exit_code in (0, 1, 2), (data, r.exit_code, r.stderr)
+    assert "Traceback" not in r.stderr
