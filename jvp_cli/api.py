@@ -7,102 +7,199 @@ each on its own, and compares them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from . import lang
 from .compare import compare, tolerances
 from .model import InputError, Problem, Report, printable
+from .shapes import MAX_ELEMENTS, Shape, fmt, infer
+
+FILLS = ("ones", "zeros", "arange")
+Value = tuple[Shape, tuple[float, ...]]
+
+
+def _value(
+    text: str, offset: int, source: str, option: str, item: int, shape_hint: Shape | None
+) -> Value:
+    """One value: a constant expression, nested lists [[1,2],[3,4]], or a fill word."""
+    where = f"{option} item {item}"
+    body = text.strip()
+    lead = offset + len(text) - len(text.lstrip())
+    if body in FILLS:
+        if shape_hint is None:
+            raise InputError(f"'{body}' needs a shape", where=where,
+                             fix="add --shape NAME=2,3 for this variable")  # fmt: skip
+        n = math.prod(shape_hint)
+        data = [1.0] * n if body == "ones" else [0.0] * n if body == "zeros" else list(
+            map(float, range(n)))  # fmt: skip
+        return shape_hint, tuple(data)
+    if body.startswith("["):
+        return _nested(body, lead, source, where)
+    return (), (_scalar(text, offset, source, where),)
+
+
+def _scalar(text: str, offset: int, source: str, where: str) -> float:
+    try:
+        return lang.evaluate_constant(text, where)
+    except InputError as exc:
+        pos = None if exc.pos is None else offset + exc.pos
+        raise InputError(exc.what, where=where, source=source if pos is not None else None,
+                         pos=pos, fix=exc.fix) from None  # fmt: skip
+
+
+def _nested(body: str, offset: int, source: str, where: str) -> Value:
+    """[[1, 2], [3, 4]] -> ((2, 2), (1, 2, 3, 4)); every row must have the same shape."""
+    if not body.endswith("]"):
+        raise InputError("'[' is never closed", where=where, source=source, pos=offset,
+                         fix="close every '[' with ']'")  # fmt: skip
+    inner = body[1:-1]
+    if not inner.strip():
+        raise InputError("empty list '[]'", where=where, source=source, pos=offset,
+                         fix="give at least one number")  # fmt: skip
+    shapes: list[Shape] = []
+    flat: list[float] = []
+    for text, off in lang.split_items(inner):
+        pos = offset + 1 + off
+        piece = text.strip()
+        if not piece:
+            raise InputError("empty element", where=where, source=source, pos=pos,
+                             fix="remove the extra comma")  # fmt: skip
+        lead = pos + len(text) - len(text.lstrip())
+        if piece.startswith("["):
+            shape, data = _nested(piece, lead, source, where)
+        else:
+            shape, data = (), (_scalar(text, pos, source, where),)
+        if shapes and shape != shapes[0]:
+            raise InputError(f"ragged nested list: element of shape {fmt(shape)} after "
+                             f"{fmt(shapes[0])}", where=where, source=source, pos=lead,
+                             fix="every row needs the same length")  # fmt: skip
+        shapes.append(shape)
+        flat.extend(data)
+    if len(flat) > MAX_ELEMENTS:
+        raise InputError(f"more than {MAX_ELEMENTS:,} numbers", where=where)
+    return (len(shapes), *shapes[0]), tuple(flat)
 
 
 def parse_values(
-    text: str,
+    texts: str | Sequence[str],
     names: Sequence[str],
     option: str,
     what: str,
-) -> tuple[float, ...]:
-    """Parse `1,2,3` (in `names` order) or `a=1,b=2` (by name, any order).
+    shapes: dict[str, Shape] | None = None,
+    exact: bool = False,
+) -> dict[str, Value]:
+    """Parse values in `names` order (`1,2,3`) or by name in any order (`a=1,b=2`).
 
-    Each value may be a constant expression (`pi/3`, `-1e-3`) and must be a finite float."""
-    items = list(lang.split_items(text))
-    if len(items) == 1 and not items[0][0].strip():
-        raise InputError(
-            f"{option} is empty",
-            where=option,
-            fix=f"give {len(names)} comma-separated value(s) for {what}",
-        )
-    parsed: list[tuple[str | None, float, int]] = []
-    for k, (item, offset) in enumerate(items, start=1):
+    A value is a constant expression (`pi/3`, `-1e-3`), nested lists with a tensor's shape
+    (`[[1,2],[3,4]]`), or a fill word (ones, zeros, arange) for a name whose shape `shapes`
+    gives. Items split on the commas outside brackets; several texts (a repeated option) are
+    read as one list. With `exact`, each value must have exactly the shape in `shapes` (a
+    cotangent or tangent); otherwise a scalar fills a given shape."""
+    if isinstance(texts, str):
+        texts = [texts]
+    shapes = shapes or {}
+    items: list[tuple[str, int, str]] = []
+    for text in texts:
+        pieces = list(lang.split_items(text))
+        if len(pieces) == 1 and not pieces[0][0].strip():
+            raise InputError(f"{option} is empty", where=option,
+                             fix=f"give {len(names)} comma-separated value(s) for {what}")  # fmt: skip
+        items.extend((piece, off, text) for piece, off in pieces)
+    parsed: list[tuple[str | None, int, str, int, str]] = []
+    for k, (item, offset, source) in enumerate(items, start=1):
         if not item.strip():
-            raise InputError(
-                f"item {k} is empty",
-                where=option,
-                source=text,
-                pos=offset,
-                fix="remove the extra comma or give a value",
-            )
+            raise InputError(f"item {k} is empty", where=option, source=source, pos=offset,
+                             fix="remove the extra comma or give a value")  # fmt: skip
         name: str | None = None
         expr, expr_off = item, offset
-        if "=" in item:
-            lhs, rhs = item.split("=", 1)
-            name = lhs.strip()
+        eq = item.find("=")
+        if eq >= 0 and "[" not in item[:eq]:
+            name = item[:eq].strip()
             lang.check_identifier(name, f"{option} item {k}")
-            expr, expr_off = rhs, offset + len(lhs) + 1
-        try:
-            value = lang.evaluate_constant(expr, option)
-        except InputError as exc:
-            pos = None if exc.pos is None else expr_off + exc.pos
-            raise InputError(
-                exc.what,
-                where=f"{option} item {k}",
-                source=text if pos is not None else None,
-                pos=pos,
-                fix=exc.fix,
-            ) from None
-        parsed.append((name, value, offset))
+            expr, expr_off = item[eq + 1 :], offset + eq + 1
+        parsed.append((name, k, expr, expr_off, source))
 
     named = [p for p in parsed if p[0] is not None]
     if named and len(named) != len(parsed):
-        raise InputError(
-            "mixes named (a=1) and positional values", where=option, fix="name every value or none"
-        )
+        raise InputError("mixes named (a=1) and positional values", where=option,
+                         fix="name every value or none")  # fmt: skip
     if not named:
         if len(parsed) != len(names):
             raise InputError(
                 f"got {len(parsed)} value{'s' if len(parsed) != 1 else ''} but there "
                 f"{'is' if len(names) == 1 else 'are'} {len(names)} {what} "
-                f"({', '.join(names)})",
-                where=option,
-                fix=f"give exactly {len(names)}, in that order, or name them (a=1,b=2)",
-            )
-        return tuple(p[1] for p in parsed)
-    by_name: dict[str, float] = {}
-    for name, value, offset in parsed:
+                f"({', '.join(names)})", where=option,
+                fix=f"give exactly {len(names)}, in that order, or name them (a=1,b=2)")  # fmt: skip
+        parsed = [(n, k, e, o, src) for n, (_, k, e, o, src) in zip(names, parsed, strict=True)]
+    out: dict[str, Value] = {}
+    for name, k, expr, off, source in parsed:
         assert name is not None
         if name not in names:
-            raise InputError(
-                f"'{printable(name)}' is not one of the {what}",
-                where=option,
-                source=text,
-                pos=offset,
-                fix=f"use {', '.join(names)}",
-            )
-        if name in by_name:
-            raise InputError(
-                f"'{name}' is given twice",
-                where=option,
-                source=text,
-                pos=offset,
-                fix="give each name once",
-            )
-        by_name[name] = value
-    missing = [n for n in names if n not in by_name]
+            raise InputError(f"'{printable(name)}' is not one of the {what}", where=option,
+                             source=source, pos=off, fix=f"use {', '.join(names)}")  # fmt: skip
+        if name in out:
+            raise InputError(f"'{name}' is given twice", where=option, source=source,
+                             pos=off, fix="give each name once")  # fmt: skip
+        want = shapes.get(name)
+        shape, data = _value(expr, off, source, option, k, want)
+        if want is not None and shape != want:
+            if shape == () and not exact:
+                shape, data = want, data * math.prod(want)  # a scalar fills the shape
+            else:
+                raise InputError(
+                    f"{name} has shape {fmt(shape)} here but {fmt(want)} is expected",
+                    where=option, source=source, pos=off,
+                    fix=f"give {name} as nested lists of shape {fmt(want)}"
+                    if want else f"give {name} as one number")  # fmt: skip
+        out[name] = (shape, data)
+    missing = [n for n in names if n not in out]
     if missing:
-        raise InputError(
-            f"no value for {', '.join(missing)}",
-            where=option,
-            fix=f"give all {len(names)} {what}: {', '.join(names)}",
-        )
-    return tuple(by_name[n] for n in names)
+        raise InputError(f"no value for {', '.join(missing)}", where=option,
+                         fix=f"give all {len(names)} {what}: {', '.join(names)}")  # fmt: skip
+    return out
+
+
+def parse_shapes(texts: Sequence[str], variables: Sequence[str]) -> dict[str, Shape]:
+    """--shape x=2,3 (repeatable; also x=(2,3), several names in one: x=2,3,y=4)."""
+    result: dict[str, Shape] = {}
+    for text in texts:
+        current: str | None = None
+        dims: list[int] = []
+        for piece, _ in lang.split_items(text.replace("(", "").replace(")", "")
+                                         .replace("[", "").replace("]", "")):  # fmt: skip
+            piece = piece.strip()
+            if "=" in piece:
+                if current is not None:
+                    result[current] = tuple(dims)
+                name, first = (t.strip() for t in piece.split("=", 1))
+                lang.check_identifier(name, "--shape")
+                if name not in variables:
+                    raise InputError(f"'{name}' is not a variable", where="--shape",
+                                     fix=f"variables: {', '.join(variables)}")  # fmt: skip
+                if name in result or name == current:
+                    raise InputError(f"'{name}' is given twice", where="--shape")
+                current, dims = name, []
+                piece = first
+            if current is None:
+                raise InputError("expected NAME=sizes", where="--shape", fix="e.g. --shape x=2,3")
+            if not piece:
+                continue
+            if not piece.isdigit() or int(piece) < 1 or len(piece) > 6:
+                raise InputError(f"size '{printable(piece)}' is not a positive integer",
+                                 where="--shape", fix="e.g. --shape x=2,3")  # fmt: skip
+            dims.append(int(piece))
+        if current is not None:
+            result[current] = tuple(dims)
+    for name, shape in result.items():
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise InputError(f"{name}: shape {fmt(shape)} has more than {MAX_ELEMENTS:,} "
+                             "elements", where="--shape")  # fmt: skip
+    return result
+
+
+def _flat(values: dict[str, Value], names: Sequence[str]) -> tuple[float, ...]:
+    return tuple(x for n in names for x in values[n][1])
 
 
 def parse_names(text: str, option: str) -> list[str]:
@@ -124,11 +221,12 @@ def parse_names(text: str, option: str) -> list[str]:
 def make_problem(
     functions: str,
     *,
-    at: str | None = None,
-    v: str | None = None,
-    u: str | None = None,
+    at: str | Sequence[str] | None = None,
+    v: str | Sequence[str] | None = None,
+    u: str | Sequence[str] | None = None,
     variables: str | None = None,
     outputs: str | None = None,
+    shape: Sequence[str] = (),
     dtype: str = "float64",
     device: str = "cpu",
     rtol: float | None = None,
@@ -138,27 +236,33 @@ def make_problem(
     out_order = parse_names(outputs, "--outputs") if outputs is not None else None
     program = lang.parse_program(functions, variables=var_order, outputs=out_order)
     if not program.variables:
-        raise InputError(
-            "the functions contain no variables, so there is nothing to differentiate",
-            where="the functions",
-            fix="use at least one variable, or name them with --vars",
-        )
+        raise InputError("the functions contain no variables, so there is nothing to "
+                         "differentiate", where="the functions",
+                         fix="use at least one variable, or name them with --vars")  # fmt: skip
+    declared = parse_shapes([shape] if isinstance(shape, str) else shape, program.variables)
     point = vv = uu = None
+    var_shapes = {n: declared.get(n, ()) for n in program.variables}
+    if at:
+        values = parse_values(at, program.variables, "--at", "variables", declared)
+        var_shapes = {n: values[n][0] for n in program.variables}
+        point = _flat(values, program.variables)
+    out_shapes = infer(program, var_shapes)
     implicit = False
-    if at is not None:
-        point = parse_values(at, program.variables, "--at", "variables")
-    if v is not None:
-        vv = parse_values(v, program.outputs, "--v", "functions (outputs)")
-    elif point is not None and len(program.outputs) == 1:
+    if v:
+        if point is None:
+            raise InputError("--v needs a point", where="--at",
+                             fix="add --at with a value for each variable")  # fmt: skip
+        vals = parse_values(v, program.outputs, "--v", "functions (outputs)",
+                            dict(zip(program.outputs, out_shapes, strict=True)), exact=True)  # fmt: skip
+        vv = _flat(vals, program.outputs)
+    elif point is not None and len(program.outputs) == 1 and out_shapes[0] == ():
         vv, implicit = (1.0,), True
-    if u is not None:
-        uu = parse_values(u, program.variables, "--u", "variables")
-    if point is None and (v is not None or u is not None):
-        raise InputError(
-            f"{'--v' if v is not None else '--u'} needs a point",
-            where="--at",
-            fix="add --at with a value for each variable",
-        )
+    if u:
+        if point is None:
+            raise InputError("--u needs a point", where="--at",
+                             fix="add --at with a value for each variable")  # fmt: skip
+        vals = parse_values(u, program.variables, "--u", "variables", var_shapes, exact=True)
+        uu = _flat(vals, program.variables)
     for name, value in (("--rtol", rtol), ("--atol", atol)):
         if value is not None and not (value >= 0 and value < float("inf")):
             raise InputError(f"{name} must be a finite number >= 0", where=name)
@@ -166,8 +270,15 @@ def make_problem(
     problem = Problem(
         source=functions,
         functions=program.functions_text(),
+        intermediates=tuple(
+            (name, lang.unparse(node))
+            for name, node in program.definitions
+            if name not in program.outputs
+        ),
         outputs=program.outputs,
         variables=program.variables,
+        shapes=tuple(var_shapes[n] for n in program.variables),
+        output_shapes=tuple(out_shapes),
         point=point,
         v=vv,
         u=uu,
@@ -184,24 +295,27 @@ def solve(program: lang.Program, problem: Problem) -> Report:
     """Run SymPy and torch on the same tree, independently, and compare them."""
     from . import symbolic
 
-    sym = symbolic.evaluate(program, problem.point, problem.v, problem.u)
+    sym = symbolic.evaluate(program, problem.shapes, problem.point, problem.v, problem.u)
     notes: list[str] = []
     if problem.point is None:
         return Report(problem, sym)
     if problem.v is None:
-        notes.append(
-            f"no VJP taken: y has {len(problem.outputs)} components and torch refuses "
-            "an implicit gradient for a non-scalar output (y.backward() needs v); "
-            "pass --v"
-        )
+        what = (f"y has {len(problem.outputs)} components" if len(problem.outputs) > 1
+                else f"{problem.outputs[0]} has shape {fmt(problem.output_shapes[0])}")  # fmt: skip
+        notes.append(f"no VJP taken: {what}, and torch refuses an implicit gradient for a "
+                     "non-scalar output (backward() needs v); pass --v")  # fmt: skip
     elif problem.v_implicit:
         notes.append("v = 1 for the scalar output, as out.backward() does")
+    if any(call.func in ("max", "min") for call in _calls(program)):
+        notes.append(
+            "max/min: where several elements tie, torch splits the gradient evenly "
+            "between them; mathematically there is no derivative there (SymPy: NaN)"
+        )
 
     from . import autograd
 
-    ag = autograd.evaluate(
-        program, problem.point, problem.v, problem.u, problem.dtype, problem.device
-    )
+    ag = autograd.evaluate(program, problem.shapes, problem.point, problem.v, problem.u,
+                           problem.dtype, problem.device)  # fmt: skip
     assert sym.jacobian is not None
     checks = [compare("jacobian", sym.jacobian, ag.jacobian, problem.rtol, problem.atol)]
     if problem.v is not None:
@@ -211,3 +325,14 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         assert sym.jvp is not None and ag.jvp is not None
         checks.append(compare("jvp", sym.jvp, ag.jvp, problem.rtol, problem.atol))
     return Report(problem, sym, ag, tuple(checks), tuple(notes))
+
+
+def _calls(program: lang.Program) -> list[lang.Call]:
+    out = []
+    stack = [node for _, node in program.definitions] + list(program.output_exprs)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, lang.Call):
+            out.append(n)
+        stack.extend(lang.children(n))
+    return out

@@ -1,10 +1,12 @@
-"""Tree -> PyTorch: what autograd actually computes for the functions as the user wrote them.
+"""Tree -> PyTorch: what autograd actually computes for the program as the user wrote it.
 
-Each variable is a leaf tensor with requires_grad=True. The outputs are evaluated from the
-parse tree (not from SymPy's simplified form), stacked into `y`, and `y.backward(v)` fills the
-leaves' `.grad` with v^T J, exactly as in the tutorial. The Jacobian is taken row by row (one
-reverse pass per output, as jax.jacrev does with basis vectors) and the JVP with forward-mode AD
-(dual numbers), so all three quantities come from different autograd paths.
+Each variable is a leaf tensor of its shape with requires_grad=True. The program runs as real
+tensor operations (broadcasting, @, reductions, indexing, as torch does them) from the parse
+tree, not from SymPy's simplified form. The VJP is `y.backward(v)` on the real outputs — for
+scalar outputs stacked into one vector `y`, exactly as in the tutorial — read back from the
+leaves' `.grad`. The Jacobian is taken one reverse pass per output element (as jax.jacrev does
+with basis vectors) and the JVP by forward-mode AD (dual numbers), so the three quantities come
+from different autograd paths.
 """
 
 from __future__ import annotations
@@ -18,36 +20,64 @@ import torch.autograd.forward_ad as fwAD
 
 from . import lang
 from .model import AutogradResult, EngineError
+from .shapes import Shape
 
-_UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+_ELEMENTWISE: dict[str, Callable[..., torch.Tensor]] = {
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "asin": torch.asin,
     "acos": torch.acos, "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh,
     "tanh": torch.tanh, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt,
     "abs": torch.abs, "sigmoid": torch.sigmoid, "relu": torch.relu,
-    "softplus": torch.nn.functional.softplus,
+    "softplus": torch.nn.functional.softplus, "atan2": torch.atan2,
 }  # fmt: skip
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def run(
-    program: lang.Program,
-    inputs: Sequence[torch.Tensor],
-) -> list[torch.Tensor]:
-    """Evaluate the program's outputs from `inputs` (one tensor per variable, in order)."""
-    ref = inputs[0] if inputs else torch.zeros((), dtype=torch.float64)
-    env: dict[str, Any] = dict(zip(program.variables, inputs, strict=True))
+def run(program: lang.Program, inputs: dict[str, torch.Tensor], like: torch.Tensor) -> list[Any]:
+    """Evaluate the program's outputs from `inputs` (a tensor per variable)."""
+    env: dict[str, Any] = dict(inputs)
 
     def const(value: float) -> torch.Tensor:
-        return torch.tensor(value, dtype=ref.dtype, device=ref.device)
+        return torch.tensor(value, dtype=like.dtype, device=like.device)
 
-    def leaf(n: lang.Node) -> Any:
+    def leaf(n: lang.Node) -> torch.Tensor:
         if isinstance(n, lang.Num):
             return const(float(n.value))
         if isinstance(n, lang.Const):
             return const(math.pi if n.id == "pi" else math.e)
         assert isinstance(n, lang.Name)
-        return env[n.id]
+        return env[n.id]  # type: ignore[no-any-return]
+
+    def dim(n: lang.Call) -> int | None:
+        return lang.const_int(n.args[1]) if len(n.args) > 1 else None
+
+    def call(n: lang.Call, args: list[torch.Tensor]) -> torch.Tensor:
+        f = n.func
+        if f in _ELEMENTWISE:
+            return _ELEMENTWISE[f](*args)
+        x = args[0]
+        d = dim(n) if f not in ("reshape", "dot", "norm") else None
+        if f in ("sum", "mean"):
+            return getattr(x, f)() if d is None else getattr(x, f)(d)
+        if f == "prod":
+            return x.prod() if d is None else x.prod(d)
+        if f in ("max", "min"):
+            # full reduction: torch.max(x) splits the gradient evenly between tied maxima;
+            # amax/amin along a dimension do the same
+            if d is None:
+                return torch.max(x) if f == "max" else torch.min(x)
+            return torch.amax(x, d) if f == "max" else torch.amin(x, d)
+        if f == "logsumexp":
+            return torch.logsumexp(x.reshape(-1), 0) if d is None else torch.logsumexp(x, d)
+        if f == "softmax":
+            return torch.softmax(x, -1 if d is None else d)
+        if f == "norm":
+            return torch.linalg.vector_norm(x)
+        if f == "dot":
+            return torch.dot(x, args[1])
+        if f == "reshape":
+            return x.reshape([lang.const_int(a) or -1 for a in n.args[1:]])
+        raise AssertionError(f)
 
     def combine(n: lang.Node, args: list[torch.Tensor]) -> torch.Tensor:
         if isinstance(n, lang.Neg):
@@ -61,33 +91,58 @@ def run(
                     acc = acc - x
                 elif op == "*":
                     acc = acc * x
-                else:
+                elif op == "/":
                     acc = acc / x
+                else:
+                    acc = acc @ x
             return acc
         if isinstance(n, lang.Pow):
             return torch.pow(args[0], args[1])
+        if isinstance(n, lang.Transpose):
+            return args[0].T if args[0].dim() == 2 else args[0]
+        if isinstance(n, lang.Index):
+            key = tuple(
+                i if isinstance(i, int) else slice(i.start, i.stop, i.step) for i in n.items
+            )
+            return args[0][key]
         if isinstance(n, lang.Call):
-            if n.func == "atan2":
-                return torch.atan2(args[0], args[1])
-            return _UNARY[n.func](args[0])
+            return call(n, args)
         raise AssertionError(n)
 
     for name, node in program.definitions:
         env[name] = lang.fold(node, leaf, combine)
-    outs = []
-    for node in program.output_exprs:
-        out = lang.fold(node, leaf, combine)
-        assert isinstance(out, torch.Tensor)
-        outs.append(out)
-    return outs
+    return [lang.fold(node, leaf, combine) for node in program.output_exprs]
 
 
 def _floats(t: torch.Tensor) -> tuple[float, ...]:
     return tuple(float(x) for x in t.detach().to("cpu", torch.float64).reshape(-1).tolist())
 
 
+def _split(flat: Sequence[float], shapes: Sequence[Shape], dtype: torch.dtype,
+           device: torch.device) -> list[torch.Tensor]:  # fmt: skip
+    out = []
+    k = 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(torch.tensor(list(flat[k : k + n]), dtype=dtype, device=device).reshape(shape))
+        k += n
+    return out
+
+
+def device_of(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineError("--device cuda was asked for, but PyTorch sees no CUDA device")
+    try:
+        dev = torch.device(device)
+        torch.zeros((), device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        raise EngineError(f"unusable --device '{device}': {str(exc).splitlines()[0]}") from exc
+    return dev
+
+
 def evaluate(
     program: lang.Program,
+    shapes: Sequence[Shape],
     point: Sequence[float],
     v: Sequence[float] | None,
     u: Sequence[float] | None,
@@ -95,44 +150,61 @@ def evaluate(
     device: str = "cpu",
 ) -> AutogradResult:
     tdtype = DTYPES[dtype]
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EngineError("--device cuda was asked for, but PyTorch sees no CUDA device")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise EngineError(f"unknown --device '{device}'") from exc
+    dev = device_of(device)
+    leaves = [t.requires_grad_(True) for t in _split(point, shapes, tdtype, dev)]
+    inputs = dict(zip(program.variables, leaves, strict=True))
+    outs = run(program, inputs, leaves[0])
 
-    leaves = [torch.tensor(x, dtype=tdtype, device=dev, requires_grad=True) for x in point]
-    outs = run(program, leaves)
-    y = torch.stack(outs)
-
-    # Jacobian, one reverse pass per output row (only through that output's own graph).
-    rows = []
+    # Jacobian: one reverse pass per output element, through that output's own graph.
+    rows: list[tuple[float, ...]] = []
+    width = sum(math.prod(s) for s in shapes)
     for out in outs:
-        if out.requires_grad:
-            grads = torch.autograd.grad(out, leaves, retain_graph=True, allow_unused=True)
-            rows.append(tuple(float(g) if g is not None else 0.0 for g in grads))
-        else:
-            rows.append(tuple(0.0 for _ in leaves))
+        flat = out.reshape(-1)
+        for k in range(flat.numel()):
+            if not out.requires_grad:
+                rows.append((0.0,) * width)
+                continue
+            grads = torch.autograd.grad(flat[k], leaves, retain_graph=True, allow_unused=True)
+            row: list[float] = []
+            for g, leaf in zip(grads, leaves, strict=True):
+                row.extend(_floats(g) if g is not None else (0.0,) * leaf.numel())
+            rows.append(tuple(row))
 
     vjp = None
     if v is not None:
-        if y.requires_grad:
-            y.backward(torch.tensor(list(v), dtype=tdtype, device=dev))
-        vjp = tuple(float(leaf.grad) if leaf.grad is not None else 0.0 for leaf in leaves)
+        cotangents = _split(v, [tuple(o.shape) for o in outs], tdtype, dev)
+        if all(o.dim() == 0 for o in outs):
+            y = torch.stack(outs)  # the tutorial's y, and its y.backward(v)
+            if y.requires_grad:
+                y.backward(torch.stack(cotangents))
+        else:
+            pairs = [(o, c) for o, c in zip(outs, cotangents, strict=True) if o.requires_grad]
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [c for _, c in pairs])
+        vjp = tuple(
+            x
+            for leaf in leaves
+            for x in (_floats(leaf.grad) if leaf.grad is not None else (0.0,) * leaf.numel())
+        )
 
     jvp = None
     if u is not None:
+        tangents_in = _split(u, shapes, tdtype, dev)
         with fwAD.dual_level():
-            duals = [
-                fwAD.make_dual(x.detach(), torch.tensor(t, dtype=tdtype, device=dev))
-                for x, t in zip(leaves, u, strict=True)
-            ]
-            douts = run(program, duals)
-            tangents = []
+            duals = {
+                name: fwAD.make_dual(leaf.detach(), t)
+                for name, leaf, t in zip(program.variables, leaves, tangents_in, strict=True)
+            }
+            douts = run(program, duals, leaves[0])
+            values: list[float] = []
             for d in douts:
                 tangent = fwAD.unpack_dual(d).tangent
-                tangents.append(0.0 if tangent is None else float(tangent))
-        jvp = tuple(tangents)
+                values.extend(_floats(tangent) if tangent is not None else (0.0,) * d.numel())
+        jvp = tuple(values)
 
-    return AutogradResult(jacobian=tuple(rows), vjp=vjp, jvp=jvp, values=_floats(y))
+    return AutogradResult(
+        jacobian=tuple(rows),
+        vjp=vjp,
+        jvp=jvp,
+        values=tuple(x for o in outs for x in _floats(o)),
+    )

@@ -185,24 +185,31 @@ def vjp(
         ),
     ] = None,
     at: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--at",
             help="The point: 1,2,3 in variable order, or x=1,y=2 by name. Values may be "
-            "constant expressions (pi/3, -1e-3). Without it, only the symbolic Jacobian.",
+            "constant expressions (pi/3, -1e-3), nested lists for a tensor "
+            "(x=[[1,2],[3,4]]) or ones/zeros/arange with --shape. Repeatable. Without it, "
+            "only the symbolic Jacobian.",
         ),
     ] = None,
     v: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--v",
-            help="Cotangent for y.backward(v) (v^T J): one value per function, or "
-            "name=value by output name. Default 1 for a single function.",
+            help="Cotangent for y.backward(v) (v^T J): one value per output (nested lists "
+            "with a tensor output's shape), or name=value by output name. Default 1 for a "
+            "single scalar output.",
         ),
     ] = None,
     u: Annotated[
-        str | None,
-        typer.Option("--u", help="Tangent for forward mode (J u): one value per variable."),
+        list[str] | None,
+        typer.Option(
+            "--u",
+            help="Tangent for forward mode (J u): one value per variable (nested lists for "
+            "a tensor).",
+        ),
     ] = None,
     variables: Annotated[
         str | None,
@@ -211,6 +218,14 @@ def vjp(
     outputs: Annotated[
         str | None,
         typer.Option("--outputs", help="Which named statements are outputs, e.g. y1,y3."),
+    ] = None,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--shape",
+            help="A variable's shape, e.g. x=2,3 (for ones/zeros/arange or a symbolic "
+            "Jacobian without --at). Repeatable.",
+        ),
     ] = None,
     file: Annotated[
         Path | None,
@@ -249,6 +264,7 @@ def vjp(
         u=u,
         variables=variables,
         outputs=outputs,
+        shape=shape or [],
         file=file,
         dtype=dtype.value,
         device=device,
@@ -307,12 +323,13 @@ def _in_worker(work: Callable[[], Any], seconds: float) -> Any:
 def execute(
     *,
     functions: str | None,
-    at: str | None,
-    v: str | None,
-    u: str | None,
+    at: list[str] | None,
+    v: list[str] | None,
+    u: list[str] | None,
     variables: str | None,
     outputs: str | None,
     file: Path | None,
+    shape: list[str] | None = None,
     dtype: str,
     device: str,
     rtol: float | None,
@@ -335,6 +352,7 @@ def execute(
                 u=u,
                 variables=variables,
                 outputs=outputs,
+                shape=shape or [],
                 dtype=dtype,
                 device=device,
                 rtol=rtol,

@@ -28,12 +28,23 @@ MAX_EXPONENT = 10_000.0  # |exponent| of a power of a non-constant base
 MAX_DEGREE = 100_000.0  # product of the exponents along nested powers, e.g. ((x**60)**60)**2
 
 CONSTANTS = ("pi", "E")
-# name -> number of arguments
-FUNCTIONS: dict[str, int] = {
+# Element-wise functions (applied to every element of a tensor), by number of arguments.
+ELEMENTWISE: dict[str, int] = {
     "sin": 1, "cos": 1, "tan": 1, "asin": 1, "acos": 1, "atan": 1,
     "sinh": 1, "cosh": 1, "tanh": 1, "exp": 1, "log": 1, "sqrt": 1, "abs": 1,
     "sigmoid": 1, "relu": 1, "softplus": 1, "atan2": 2,
 }  # fmt: skip
+# Tensor functions: name -> (least, most) arguments. Every argument after the first is a
+# constant integer: a dimension (reductions, softmax) or a size (reshape).
+TENSOR_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "sum": (1, 2), "mean": (1, 2), "prod": (1, 2), "max": (1, 2), "min": (1, 2),
+    "logsumexp": (1, 2), "softmax": (1, 2), "norm": (1, 1), "dot": (2, 2),
+    "reshape": (2, 9),
+}  # fmt: skip
+FUNCTIONS: dict[str, tuple[int, int]] = {
+    **{name: (k, k) for name, k in ELEMENTWISE.items()},
+    **TENSOR_FUNCTIONS,
+}
 RESERVED = frozenset(CONSTANTS) | frozenset(FUNCTIONS)
 
 
@@ -91,13 +102,39 @@ class Pow:
 
 
 @dataclass(frozen=True)
+class Slice:
+    """`start:stop:step` inside brackets; None where omitted."""
+
+    start: int | None
+    stop: int | None
+    step: int | None
+
+
+@dataclass(frozen=True)
+class Index:
+    """`base[i, a:b, ...]`: integer indices and slices, all constants."""
+
+    base: Node
+    items: tuple[int | Slice, ...]
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Transpose:
+    """`base.T`."""
+
+    base: Node
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
 class Call:
     func: str
     args: tuple[Node, ...]
     pos: int = field(default=0, compare=False)
 
 
-Node = Num | Name | Const | Neg | Chain | Pow | Call
+Node = Num | Name | Const | Neg | Chain | Pow | Call | Index | Transpose
 
 
 @dataclass(frozen=True)
@@ -129,7 +166,7 @@ _TOKEN = re.compile(
     r"(?P<ws>[ \t\r\f\v]+)"
     r"|(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op>\*\*|[-+*/^(),;=\n])"
+    r"|(?P<op>\*\*|[-+*/^(),;=\n@\[\]:.])"
 )
 
 
@@ -158,15 +195,10 @@ _ASCII_HINTS = {
     "`": "backquotes are not part of the language",
     "{": "use parentheses ( ) for grouping",
     "}": "use parentheses ( ) for grouping",
-    "[": "this input takes scalars only; use parentheses ( ) for grouping",
-    "]": "this input takes scalars only; use parentheses ( ) for grouping",
     "#": "comments are not part of the language",
     "$": "write names without sigils",
     "\\": "backslashes are not part of the language",
     "?": "conditionals are not part of the language",
-    "@": "matrix products are not part of the scalar language",
-    ":": "slices are not part of the scalar language",
-    ".": "a number needs a digit next to its decimal point",
 }
 
 
@@ -431,7 +463,7 @@ class _Parser:
         first_tok = self.tok
         first = self.unary()
         rest: list[tuple[str, Node]] = []
-        while self.tok.kind == "op" and self.tok.text in ("*", "/"):
+        while self.tok.kind == "op" and self.tok.text in ("*", "/", "@"):
             op = self.advance()
             if self.tok.kind == "op" and self.tok.text == "/" and op.text == "/":
                 raise self.error(
@@ -466,6 +498,87 @@ class _Parser:
         return base
 
     def postfix(self) -> Node:
+        node = self.atom()
+        while self.tok.kind == "op" and self.tok.text in ("[", "."):
+            t = self.advance()
+            if t.text == ".":
+                attr = self.tok
+                if attr.kind == "name" and attr.text == "T":
+                    self.advance()
+                    node = self.count(Transpose(node, t.pos))
+                    continue
+                if attr.kind == "num" or (attr.kind == "op" and attr.text == "."):
+                    raise self.error("unexpected '.'", t, fix="write numbers like 1.5 or .5")
+                raise self.error(
+                    f"unexpected '.' before {self.describe(attr)}",
+                    t,
+                    fix="the only attribute is .T (transpose); a number needs a digit next "
+                    "to its decimal point",
+                )
+            node = self.count(Index(node, self.index_items(t), t.pos))
+        return node
+
+    def index_items(self, open_tok: Token) -> tuple[int | Slice, ...]:
+        items: list[int | Slice] = []
+        while True:
+            parts: list[int | None] = [self.index_int()]
+            while self.tok.kind == "op" and self.tok.text == ":":
+                self.advance()
+                parts.append(self.index_int())
+            if len(parts) > 3:
+                raise self.error("a slice has at most start:stop:step", fix="remove a ':'")
+            if len(parts) == 1:
+                if parts[0] is None:
+                    raise self.error(
+                        f"expected an index but found {self.describe(self.tok)}",
+                        fix="write x[0], x[0, 1], x[1:3] or x[:, 0]",
+                    )
+                items.append(parts[0])
+            else:
+                if len(parts) == 3 and parts[2] is not None and parts[2] <= 0:
+                    raise self.error("a slice step must be positive", open_tok)
+                items.append(Slice(*parts, *([None] * (3 - len(parts)))))  # type: ignore[arg-type]
+            if self.tok.kind == "op" and self.tok.text == ",":
+                self.advance()
+                continue
+            break
+        if not (self.tok.kind == "op" and self.tok.text == "]"):
+            raise self.error(
+                f"'[' at column {self._col(open_tok.pos)} is never closed; found "
+                f"{self.describe(self.tok)}",
+                fix="indices are constant integers or slices, closed by ']'",
+            )
+        self.advance()
+        return tuple(items)
+
+    def index_int(self) -> int | None:
+        """An optional constant integer inside brackets (a sign and digits)."""
+        t = self.tok
+        negative = False
+        if t.kind == "op" and t.text in ("-", "+"):
+            negative = t.text == "-"
+            self.advance()
+        n = self.tok
+        if n.kind == "num":
+            if not re.fullmatch(r"[0-9]+", n.text) or len(n.text) > 9:
+                raise self.error(
+                    f"index {n.text} is not a small integer",
+                    n,
+                    fix="indices are integers like 0, 2 or -1",
+                )
+            self.advance()
+            return -int(n.text) if negative else int(n.text)
+        if negative or t is not n:
+            raise self.error(f"expected an integer after '{t.text}'", n)
+        if n.kind == "name":
+            raise self.error(
+                f"index '{n.text}' is not a constant integer",
+                n,
+                fix="indices are integers like 0, 2 or -1",
+            )
+        return None
+
+    def atom(self) -> Node:
         t = self.tok
         if t.kind == "num":
             self.advance()
@@ -500,7 +613,7 @@ class _Parser:
             prev = self.toks[self.i - 1] if self.i else None
             after = f" after '{prev.text}'" if prev is not None else ""
             raise self.error(f"expression ends too early{after}", t, fix="complete the expression")
-        if t.kind == "op" and t.text in ("*", "/", "**", "^", ")", ",", "="):
+        if t.kind == "op" and t.text in ("*", "/", "**", "^", ")", ",", "=", "@", "]", ":"):
             raise self.error(
                 f"unexpected '{t.text}'", t, fix="an operand (number, name or '(') must come first"
             )
@@ -539,10 +652,12 @@ class _Parser:
                 fix="add the missing ')'",
             )
         self.advance()
-        want = FUNCTIONS[name]
-        if len(args) != want:
+        least, most = FUNCTIONS[name]
+        if not least <= len(args) <= most:
+            want = f"{least}" if least == most else f"{least} to {most}"
             raise self.error(
-                f"{name} takes {want} argument{'s' if want > 1 else ''}, got {len(args)}", name_tok
+                f"{name} takes {want} argument{'s' if most > 1 else ''}, got {len(args)}",
+                name_tok,
             )
         return self.count(Call(name, tuple(args), name_tok.pos))
 
@@ -713,6 +828,8 @@ def children(node: Node) -> tuple[Node, ...]:
         return (node.base, node.exponent)
     if isinstance(node, Call):
         return node.args
+    if isinstance(node, (Index, Transpose)):
+        return (node.base,)
     return ()
 
 
@@ -837,7 +954,11 @@ def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
             r = args[0] ** args[1]
             return None if isinstance(r, complex) else float(r)
         if isinstance(n, Call):
+            if n.func not in _MATH:
+                return None  # a tensor function: never folded as a scalar constant
             return float(_MATH[n.func](*args))
+        if isinstance(n, (Index, Transpose)):
+            return None
     except (ZeroDivisionError, ValueError):
         return None
     except OverflowError:
@@ -979,7 +1100,32 @@ def unparse(node: Node) -> str:
         return f"{wrap(node.base, _PREC_ATOM)}**{wrap(node.exponent, _PREC_NEG)}"
     if isinstance(node, Call):
         return f"{node.func}({', '.join(unparse(a) for a in node.args)})"
+    if isinstance(node, (Index, Transpose)):
+        # a number needs parentheses: 2.T would read as the number "2." then T
+        base = wrap(node.base, _PREC_ATOM + 1 if isinstance(node.base, Num) else _PREC_ATOM)
+        if isinstance(node, Transpose):
+            return f"{base}.T"
+        return f"{base}[{', '.join(_item_text(i) for i in node.items)}]"
     raise AssertionError(node)
+
+
+def _item_text(item: int | Slice) -> str:
+    if isinstance(item, int):
+        return str(item)
+    parts = ["" if p is None else str(p) for p in (item.start, item.stop)]
+    if item.step is not None:
+        parts.append(str(item.step))
+    return ":".join(parts)
+
+
+def const_int(node: Node) -> int | None:
+    """The value of a constant integer argument (3, -1), or None if it is not one."""
+    if isinstance(node, Num) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, Neg) and isinstance(node.operand, Num):
+        inner = node.operand.value
+        return -inner if isinstance(inner, int) else None
+    return None
 
 
 def split_items(text: str) -> Iterable[tuple[str, int]]:

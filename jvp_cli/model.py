@@ -115,11 +115,14 @@ class Problem:
 
     source: str
     functions: tuple[str, ...]  # each output's expression as parsed (canonical text)
+    intermediates: tuple[tuple[str, str], ...]  # (name, text) of statements used later
     outputs: tuple[str, ...]  # each output's name
     variables: tuple[str, ...]
-    point: Vector | None
-    v: Vector | None
-    u: Vector | None
+    shapes: tuple[tuple[int, ...], ...]  # per variable; () for a scalar
+    output_shapes: tuple[tuple[int, ...], ...]  # per output
+    point: Vector | None  # flat, row-major, variables in order
+    v: Vector | None  # flat over the outputs' elements
+    u: Vector | None  # flat over the variables' elements
     v_implicit: bool = False  # v = 1 was supplied for a scalar output, like out.backward()
     dtype: str = "float64"
     device: str = "cpu"
@@ -135,6 +138,8 @@ class SymbolicResult:
     jacobian_pretty: str
     jacobian_latex: str
     nonzeros: int
+    row_labels: tuple[str, ...]  # flat output elements: y1, or out[0,1]
+    col_labels: tuple[str, ...]  # flat variable elements: x1, or x[1,0]
     jacobian: Matrix | None = None
     vjp: Vector | None = None
     jvp: Vector | None = None

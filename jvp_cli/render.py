@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import Check, Report
+from .shapes import nest
 
 SCHEMA_VERSION = 1
 
@@ -47,6 +48,18 @@ def _check_fields(check: Check) -> dict[str, Any]:
     return out
 
 
+def _split(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
+           ) -> dict[str, Any]:  # fmt: skip
+    """Flat values -> {name: value nested in its shape}."""
+    out: dict[str, Any] = {}
+    k = 0
+    for name, shape in zip(names, shapes, strict=True):
+        n = math.prod(shape)
+        out[name] = nest(_nums(list(flat[k : k + n])), shape)
+        k += n
+    return out
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     p = report.problem
     s = report.symbolic
@@ -56,12 +69,19 @@ def to_dict(report: Report) -> dict[str, Any]:
         "variables": list(p.variables),
         "functions": list(p.functions),
         "outputs": list(p.outputs),
-        "point": None if p.point is None else dict(zip(p.variables, _nums(p.point), strict=True)),
+        "shapes": {n: list(sh) for n, sh in zip(p.variables, p.shapes, strict=True)},
+        "output_shapes": {
+            n: list(sh) for n, sh in zip(p.outputs, p.output_shapes, strict=True)
+        },  # fmt: skip
+        "point": None if p.point is None else _split(p.point, p.variables, p.shapes),
     }
     jac: dict[str, Any] = {
         "symbolic": [list(r) for r in s.jacobian_text],
         "latex": s.jacobian_latex,
         "nonzeros": s.nonzeros,
+        "shape": [len(s.row_labels), len(s.col_labels)],
+        "rows": list(s.row_labels),
+        "columns": list(s.col_labels),
     }
     if a is not None:
         check = report.check("jacobian")
@@ -70,21 +90,29 @@ def to_dict(report: Report) -> dict[str, Any]:
     out["jacobian"] = jac
     if a is not None and p.v is not None:
         check = report.check("vjp")
-        assert check is not None
+        assert check is not None and s.vjp is not None and a.vjp is not None
+        sym_g = _split(s.vjp, p.variables, p.shapes)
+        tor_g = _split(a.vjp, p.variables, p.shapes)
         out["vjp"] = {
             "v": _nums(p.v),
             "v_implicit": p.v_implicit,
+            "cotangents": _split(p.v, p.outputs, p.output_shapes),
             "sympy": _nums(s.vjp),
             "torch": _nums(a.vjp),
+            "grads": {n: {"sympy": sym_g[n], "torch": tor_g[n]} for n in p.variables},
             **_check_fields(check),
         }
     if a is not None and p.u is not None:
         check = report.check("jvp")
-        assert check is not None
+        assert check is not None and s.jvp is not None and a.jvp is not None
+        sym_o = _split(s.jvp, p.outputs, p.output_shapes)
+        tor_o = _split(a.jvp, p.outputs, p.output_shapes)
         out["jvp"] = {
             "u": _nums(p.u),
+            "tangents": _split(p.u, p.variables, p.shapes),
             "sympy": _nums(s.jvp),
             "torch": _nums(a.jvp),
+            "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
             **_check_fields(check),
         }
     out["agree"] = report.agree
@@ -150,32 +178,59 @@ def _verdict(check: Check) -> Any:
     return t
 
 
-def _matrix_table(
-    title: str, rows: Sequence[Sequence[str]], row_names: Sequence[str], col_names: Sequence[str]
-) -> Any:
+MAX_ROWS = 14  # rows and columns of a Jacobian shown in the terminal (--json has all)
+MAX_COLS = 8
+
+
+def _window(n: int, limit: int) -> list[int | None]:
+    """Indices to show out of n: all when they fit, else the first ones, a gap, the last."""
+    if n <= limit:
+        return list(range(n))
+    return [*range(limit - 2), None, n - 1]
+
+
+def _matrix_table(title: str, rows: Sequence[Sequence[str]], row_names: Sequence[str],
+                  col_names: Sequence[str]) -> Any:  # fmt: skip
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(
-        title=title,
-        title_justify="left",
-        show_edge=False,
-        pad_edge=False,
-        box=None,
-        header_style="bold",
-        min_width=len(title),
-    )
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
+                  box=None, header_style="bold", min_width=len(title))  # fmt: skip
+    cols = _window(len(col_names), MAX_COLS)
     table.add_column("")
-    for name in col_names:
-        table.add_column(Text(name), justify="right")
-    for name, row in zip(row_names, rows, strict=True):
-        table.add_row(Text(name, style="bold"), *[Text(c) for c in row])
+    for j in cols:
+        table.add_column(Text("…" if j is None else col_names[j]), justify="right")
+    for i in _window(len(row_names), MAX_ROWS):
+        if i is None:
+            table.add_row(Text("⋮"), *[Text("⋮") for _ in cols])
+            continue
+        table.add_row(Text(row_names[i], style="bold"),
+                      *[Text("…" if j is None else rows[i][j]) for j in cols])  # fmt: skip
     return table
+
+
+def _nested_text(values: Sequence[float], shape: tuple[int, ...]) -> str:
+    nested = nest([fmt(x) for x in values], shape)
+    return str(nested).replace("'", "")
+
+
+def _per_name(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
+              ) -> list[tuple[str, tuple[int, ...], Sequence[float]]]:  # fmt: skip
+    out = []
+    k = 0
+    for name, shape in zip(names, shapes, strict=True):
+        n = math.prod(shape)
+        out.append((name, shape, flat[k : k + n]))
+        k += n
+    return out
+
+
+def _shape_note(shape: tuple[int, ...]) -> str:
+    return "" if not shape else " (" + "x".join(str(d) for d in shape) + ")"
 
 
 def to_rich(report: Report) -> Any:
     from rich.console import Group
-    from rich.padding import Padding
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
@@ -183,34 +238,45 @@ def to_rich(report: Report) -> Any:
     p = report.problem
     s = report.symbolic
     a = report.autograd
+    tensors = any(p.shapes) or any(p.output_shapes)
     parts: list[Any] = []
 
     head = Text()
     m, n = len(p.outputs), len(p.variables)
-    head.append(
-        f"{m} function{'s' if m != 1 else ''} of {n} variable{'s' if n != 1 else ''}", style="bold"
-    )
-    head.append(": " + ", ".join(p.variables))
+    head.append(f"{m} output{'s' if m != 1 else ''} of {n} variable{'s' if n != 1 else ''}",
+                style="bold")  # fmt: skip
+    head.append(": " + ", ".join(f"{v}{_shape_note(sh)}" for v, sh in
+                                 zip(p.variables, p.shapes, strict=True)))  # fmt: skip
     parts.append(head)
     funcs = Table.grid(padding=(0, 1))
-    for name, text in zip(p.outputs, p.functions, strict=True):
-        funcs.add_row(Text(name, style="cyan"), Text("="), Text(text))
-    parts.append(Padding(funcs, (0, 0, 0, 2), expand=False))
+    funcs.add_column(width=1)
+    for name, text in p.intermediates:
+        funcs.add_row(Text(""), Text(name, style="dim"), Text("=", style="dim"),
+                      Text(text, style="dim"))  # fmt: skip
+    for name, text, shape in zip(p.outputs, p.functions, p.output_shapes, strict=True):
+        funcs.add_row(Text(""), Text(name, style="cyan"), Text("="),
+                      Text(text + _shape_note(shape)))  # fmt: skip
+    parts.append(funcs)
     if p.point is not None:
         pt = Text("at ")
-        pt.append(", ".join(f"{k} = {fmt(x)}" for k, x in zip(p.variables, p.point, strict=True)))
+        pt.append(", ".join(f"{k} = {_nested_text(vals, sh)}" for k, sh, vals in
+                            _per_name(p.point, p.variables, p.shapes)))  # fmt: skip
         parts.append(pt)
 
     title = Text("Symbolic Jacobian ", style="bold")
-    title.append(f"J = d({', '.join(p.outputs)}) / d({', '.join(p.variables)})", style="dim")
-    if s.jacobian_pretty:
+    rows_n, cols_n = len(s.row_labels), len(s.col_labels)
+    title.append(f"J = d({', '.join(p.outputs)}) / d({', '.join(p.variables)})"
+                 + (f"  [{rows_n}x{cols_n}, {s.nonzeros:,} nonzero]" if tensors or
+                    rows_n * cols_n > 16 else ""), style="dim")  # fmt: skip
+    small = rows_n <= MAX_ROWS and cols_n <= MAX_COLS
+    if s.jacobian_pretty and small and not tensors:
         body: Any = Text(s.jacobian_pretty)
+    elif sum(len(t) for row in s.jacobian_text for t in row) > 20_000 and not small:
+        body = _matrix_table("", [[_clip(t) for t in r] for r in s.jacobian_text],
+                             s.row_labels, s.col_labels)  # fmt: skip
     else:
-        size = sum(len(t) for row in s.jacobian_text for t in row)
-        body = Text(
-            f"(too large to lay out: {size:,} characters of entries; --json has them as text)",
-            style="dim",
-        )
+        body = _matrix_table("", [[_clip(t) for t in r] for r in s.jacobian_text],
+                             s.row_labels, s.col_labels)  # fmt: skip
     parts.append(Panel(body, title=title, title_align="left", expand=False))
 
     if a is None:
@@ -219,19 +285,11 @@ def to_rich(report: Report) -> Any:
     assert s.jacobian is not None
     grid = Table.grid(padding=(0, 4))
     grid.add_row(
-        _matrix_table(
-            "J at the point (SymPy)",
-            [[fmt(x) for x in r] for r in s.jacobian],
-            p.outputs,
-            p.variables,
-        ),
-        _matrix_table(
-            "J (torch, a backward pass per row)",
-            [[fmt(x) for x in r] for r in a.jacobian],
-            p.outputs,
-            p.variables,
-        ),
-    )
+        _matrix_table("J at the point (SymPy)", [[fmt(x) for x in r] for r in s.jacobian],
+                      s.row_labels, s.col_labels),
+        _matrix_table("J (torch, a backward pass per row)",
+                      [[fmt(x) for x in r] for r in a.jacobian], s.row_labels, s.col_labels),
+    )  # fmt: skip
     parts.append(grid)
     check = report.check("jacobian")
     assert check is not None
@@ -242,32 +300,41 @@ def to_rich(report: Report) -> Any:
         check = report.check("vjp")
         assert check is not None and s.vjp is not None and a.vjp is not None
         body = Table.grid(padding=(0, 2))
-        body.add_row(Text("v", style="bold"), Text(fmt_vec(p.v)))
-        body.add_row(Text("SymPy v^T J"), Text(fmt_vec(s.vjp)))
-        body.add_row(Text("torch y.backward(v) -> .grad"), Text(fmt_vec(a.vjp)))
-        parts.append(
-            Panel(
-                Group(body, _verdict(check)),
-                title=Text("VJP  v^T J", style="bold"),
-                title_align="left",
-                expand=False,
-            )
-        )
+        if not tensors:
+            body.add_row(Text("v", style="bold"), Text(fmt_vec(p.v)))
+            body.add_row(Text("SymPy v^T J"), Text(fmt_vec(s.vjp)))
+            body.add_row(Text("torch y.backward(v) -> .grad"), Text(fmt_vec(a.vjp)))
+        else:
+            for name, sh, vals in _per_name(p.v, p.outputs, p.output_shapes):
+                body.add_row(Text(f"v for {name}", style="bold"), Text(_nested_text(vals, sh)))
+            sym_g = _per_name(s.vjp, p.variables, p.shapes)
+            tor_g = _per_name(a.vjp, p.variables, p.shapes)
+            for (name, sh, sv), (_, _, tv) in zip(sym_g, tor_g, strict=True):
+                body.add_row(Text(f"{name}.grad{_shape_note(sh)} SymPy"),
+                             Text(_nested_text(sv, sh)))  # fmt: skip
+                body.add_row(Text(f"{name}.grad{_shape_note(sh)} torch .backward"),
+                             Text(_nested_text(tv, sh)))  # fmt: skip
+        parts.append(Panel(Group(body, _verdict(check)), title=Text("VJP  v^T J", style="bold"),
+                           title_align="left", expand=False))  # fmt: skip
     if p.u is not None:
         check = report.check("jvp")
         assert check is not None and s.jvp is not None and a.jvp is not None
         body = Table.grid(padding=(0, 2))
-        body.add_row(Text("u", style="bold"), Text(fmt_vec(p.u)))
-        body.add_row(Text("SymPy J u"), Text(fmt_vec(s.jvp)))
-        body.add_row(Text("torch forward-mode J u"), Text(fmt_vec(a.jvp)))
-        parts.append(
-            Panel(
-                Group(body, _verdict(check)),
-                title=Text("JVP  J u", style="bold"),
-                title_align="left",
-                expand=False,
-            )
-        )
+        if not tensors:
+            body.add_row(Text("u", style="bold"), Text(fmt_vec(p.u)))
+            body.add_row(Text("SymPy J u"), Text(fmt_vec(s.jvp)))
+            body.add_row(Text("torch forward-mode J u"), Text(fmt_vec(a.jvp)))
+        else:
+            for name, sh, vals in _per_name(p.u, p.variables, p.shapes):
+                body.add_row(Text(f"u for {name}", style="bold"), Text(_nested_text(vals, sh)))
+            sym_o = _per_name(s.jvp, p.outputs, p.output_shapes)
+            tor_o = _per_name(a.jvp, p.outputs, p.output_shapes)
+            for (name, sh, sv), (_, _, tv) in zip(sym_o, tor_o, strict=True):
+                body.add_row(Text(f"d{name}{_shape_note(sh)} SymPy"), Text(_nested_text(sv, sh)))
+                body.add_row(Text(f"d{name}{_shape_note(sh)} torch forward"),
+                             Text(_nested_text(tv, sh)))  # fmt: skip
+        parts.append(Panel(Group(body, _verdict(check)), title=Text("JVP  J u", style="bold"),
+                           title_align="left", expand=False))  # fmt: skip
 
     for note in [*report.notes, *s.notes, *a.notes]:
         parts.append(Text("note: " + note, style="dim"))
@@ -278,3 +345,7 @@ def to_rich(report: Report) -> Any:
     verdict.append(f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)})")
     parts.append(verdict)
     return Group(*parts)
+
+
+def _clip(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

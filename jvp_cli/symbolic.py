@@ -16,69 +16,40 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
-from . import lang
+from . import arrays, lang
 from .model import EngineError, SymbolicResult
+from .shapes import Shape, labels
 
 DPS = 30  # significant digits of the reference values
 PRETTY_LIMIT = 20_000  # characters of Jacobian text beyond which no 2-D/LaTeX form is made
 
-_UNARY = {
-    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "asin": sp.asin, "acos": sp.acos,
-    "atan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "exp": sp.exp,
-    "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs,
-    "sigmoid": lambda u: 1 / (1 + sp.exp(-u)),
-    "relu": lambda u: sp.Max(0, u),
-    "softplus": lambda u: sp.log(1 + sp.exp(u)),
-}  # fmt: skip
 
-
-def build(program: lang.Program) -> tuple[list[sp.Expr], list[sp.Symbol]]:
-    """SymPy expressions for the program's outputs, and the variables' symbols in order."""
-    symbols = {name: sp.Symbol(name, real=True) for name in program.variables}
-    env: dict[str, Any] = dict(symbols)
-    for name, node in program.definitions:
-        env[name] = to_sympy(node, env)
-    outputs = [to_sympy(node, env) for node in program.output_exprs]
-    return outputs, [symbols[n] for n in program.variables]
-
-
-def to_sympy(node: lang.Node, env: dict[str, Any]) -> Any:
-    def leaf(n: lang.Node) -> Any:
-        if isinstance(n, lang.Num):
-            if isinstance(n.value, int):
-                return sp.Integer(n.value)
-            q = n.exact()
-            return sp.Rational(q.numerator, q.denominator)
-        if isinstance(n, lang.Const):
-            return sp.pi if n.id == "pi" else sp.E
-        assert isinstance(n, lang.Name)
-        return env[n.id]
-
-    def combine(n: lang.Node, args: list[Any]) -> Any:
-        if isinstance(n, lang.Neg):
-            return -args[0]
-        if isinstance(n, lang.Chain):
-            if n.kind == "add":
-                terms = [args[0]] + [
-                    a if op == "+" else -a for (op, _), a in zip(n.rest, args[1:], strict=True)
-                ]
-                return sp.Add(*terms)
-            factors = [args[0]] + [
-                a if op == "*" else sp.Pow(a, -1)
-                for (op, _), a in zip(n.rest, args[1:], strict=True)
-            ]
-            return sp.Mul(*factors)
-        if isinstance(n, lang.Pow):
-            return sp.Pow(args[0], args[1])
-        if isinstance(n, lang.Call):
-            if n.func == "atan2":
-                return sp.atan2(args[0], args[1])
-            return _UNARY[n.func](args[0])
-        raise AssertionError(n)
-
-    return lang.fold(node, leaf, combine)
+def build(
+    program: lang.Program, shapes: Sequence[Shape]
+) -> tuple[list[Any], list[sp.Symbol], list[str], list[str]]:
+    """The outputs' elements as SymPy expressions (flattened, in order), the variables'
+    element symbols (flattened), and the row and column labels."""
+    inputs: dict[str, np.ndarray] = {}
+    symbols: list[sp.Symbol] = []
+    cols: list[str] = []
+    for name, shape in zip(program.variables, shapes, strict=True):
+        names = labels(name, shape)
+        syms = [sp.Symbol(n, real=True) for n in names]
+        arr = np.empty(len(syms), dtype=object)
+        arr[:] = syms
+        inputs[name] = arr.reshape(shape)
+        symbols.extend(syms)
+        cols.extend(names)
+    outs = arrays.evaluate(program, arrays.SympyBackend(), inputs)
+    exprs: list[Any] = []
+    rows: list[str] = []
+    for name, out in zip(program.outputs, outs, strict=True):
+        exprs.extend(out.flat)
+        rows.extend(labels(name, out.shape))
+    return exprs, symbols, rows, cols
 
 
 def _undefined_at_kinks(expr: Any) -> Any:
@@ -157,15 +128,18 @@ def _why(value: Any) -> str:
 
 def evaluate(
     program: lang.Program,
+    shapes: Sequence[Shape],
     point: Sequence[float] | None,
     v: Sequence[float] | None,
     u: Sequence[float] | None,
 ) -> SymbolicResult:
-    outputs, symbols = build(program)
+    """The symbolic Jacobian of the flattened outputs by the flattened variables and, given a
+    point, its values, v^T J and J u (all flat, row-major)."""
+    outputs, symbols, rows, cols = build(program, shapes)
     jac = jacobian(outputs, symbols)
     text = tuple(tuple(str(e) for e in row) for row in jac)
-    matrix = sp.Matrix(jac) if jac else sp.Matrix()
     size = sum(len(t) for row in text for t in row)
+    matrix = sp.Matrix(jac) if jac else sp.Matrix()
     if size <= PRETTY_LIMIT:
         pretty = sp.pretty(matrix, use_unicode=True, wrap_line=False)
         latex = sp.latex(matrix)
@@ -175,20 +149,16 @@ def evaluate(
         pretty = latex = ""
     nonzeros = sum(1 for row in jac for e in row if e != 0)
     if point is None:
-        return SymbolicResult(text, pretty, latex, nonzeros)
+        return SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols))
 
     subs = {s: sp.Float(x, DPS) for s, x in zip(symbols, point, strict=True)}
+    undefined_rows = _domain(program, shapes, point)
     values: list[list[Any]] = []
     notes: list[str] = []
-    domain = lang.float_values(program, point)
     for i, row in enumerate(jac):
-        bad = domain[i]
-        if isinstance(bad, lang.Undefined):
-            # Outside the real domain of a sub-expression: no derivative exists there.
-            notes.append(
-                f"{program.outputs[i]}: {bad.explain()}, so row "
-                f"{program.outputs[i]} of J is undefined"
-            )
+        why = undefined_rows.get(i)
+        if why is not None:
+            notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
             values.append([sp.nan] * len(row))
             continue
         vrow = []
@@ -197,40 +167,56 @@ def evaluate(
                 vrow.append(sp.S.Zero)
                 continue
             val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
-            fval = to_float(val)
-            if not math.isfinite(fval):
-                notes.append(
-                    f"d{program.outputs[i]}/d{program.variables[j]} = {e} is "
-                    f"{_why(val)} at the point"
-                )
+            if not math.isfinite(to_float(val)):
+                notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is {_why(val)} at the point")
             vrow.append(val)
         values.append(vrow)
     jac_f = tuple(tuple(to_float(x) for x in row) for row in values)
     vjp = jvp = None
     if v is not None:
         vjp = tuple(
-            to_float(
-                sp.Add(
-                    *[
-                        sp.Float(v[i], DPS) * values[i][j]
-                        for i in range(len(values))
-                        if values[i][j] != 0
-                    ]
-                )
-            )
-            for j in range(len(symbols))
-        )
+            to_float(sp.Add(*[sp.Float(v[i], DPS) * values[i][j] for i in range(len(values))
+                              if values[i][j] != 0]))
+            for j in range(len(symbols)))  # fmt: skip
     if u is not None:
         jvp = tuple(
-            to_float(
-                sp.Add(
-                    *[
-                        values[i][j] * sp.Float(u[j], DPS)
-                        for j in range(len(symbols))
-                        if values[i][j] != 0
-                    ]
-                )
-            )
-            for i in range(len(values))
-        )
-    return SymbolicResult(text, pretty, latex, nonzeros, jac_f, vjp, jvp, tuple(notes))
+            to_float(sp.Add(*[values[i][j] * sp.Float(u[j], DPS) for j in range(len(symbols))
+                              if values[i][j] != 0]))
+            for i in range(len(values)))  # fmt: skip
+    return SymbolicResult(
+        text, pretty, latex, nonzeros, tuple(rows), tuple(cols), jac_f, vjp, jvp, tuple(notes)
+    )
+
+
+def _short(e: Any) -> str:
+    text = str(e)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _domain(
+    program: lang.Program, shapes: Sequence[Shape], point: Sequence[float]
+) -> dict[int, str]:
+    """Rows of J (flat output elements) at which the point leaves a real domain or float64."""
+    inputs: dict[str, np.ndarray] = {}
+    k = 0
+    for name, shape in zip(program.variables, shapes, strict=True):
+        n = math.prod(shape)
+        inputs[name] = np.asarray(point[k : k + n], dtype=np.float64).reshape(shape)
+        k += n
+    bad: dict[int, str] = {}
+    row = 0
+    for result, out_shape in zip(
+        arrays.domain_check(program, inputs), _output_shapes(program, shapes), strict=True
+    ):
+        n = math.prod(out_shape)
+        if isinstance(result, arrays.Undefined):
+            for r in range(row, row + n):
+                bad[r] = result.explain()
+        row += n
+    return bad
+
+
+def _output_shapes(program: lang.Program, shapes: Sequence[Shape]) -> list[Shape]:
+    from .shapes import infer
+
+    return infer(program, dict(zip(program.variables, shapes, strict=True)))

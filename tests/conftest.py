@@ -75,3 +75,15 @@ def assert_close(actual: Any, expected: Any, rel: float = 1e-6, abs_: float = 1e
         actual,
         expected,
     )
+
+
+def scalars(program: Any) -> list[tuple[int, ...]]:
+    """Every variable a scalar."""
+    return [() for _ in program.variables]
+
+
+def with_shapes(text: str) -> tuple[Any, list[tuple[int, ...]]]:
+    from jvp_cli import lang
+
+    program = lang.parse_program(text)
+    return program, scalars(program)

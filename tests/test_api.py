@@ -12,13 +12,19 @@ from jvp_cli.model import InputError
 NAMES = ("x1", "x2", "x3")
 
 
+def values(text: str) -> tuple[float, ...]:
+    parsed = api.parse_values(text, NAMES, "--at", "variables")
+    assert all(shape == () for shape, _ in parsed.values())
+    return tuple(x for n in NAMES for x in parsed[n][1])
+
+
 def test_positional_and_named_agree() -> None:
-    assert api.parse_values("1,2,3", NAMES, "--at", "variables") == (1.0, 2.0, 3.0)
-    assert api.parse_values("x3=3, x1=1,x2=2", NAMES, "--at", "variables") == (1.0, 2.0, 3.0)
+    assert values("1,2,3") == (1.0, 2.0, 3.0)
+    assert values("x3=3, x1=1,x2=2") == (1.0, 2.0, 3.0)
 
 
 def test_constant_expressions() -> None:
-    got = api.parse_values("pi/3, -1e-3, 2^10", NAMES, "--at", "variables")
+    got = values("pi/3, -1e-3, 2^10")
     assert got == (math.pi / 3, -1e-3, 1024.0)
 
 
@@ -40,7 +46,7 @@ def test_constant_expressions() -> None:
 )
 def test_bad_values(text: str, fragment: str) -> None:
     with pytest.raises(InputError) as e:
-        api.parse_values(text, NAMES, "--at", "variables")
+        values(text)
     assert fragment in e.value.one_line()
 
 

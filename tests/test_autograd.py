@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import assert_close, central_jacobian
+from conftest import assert_close, central_jacobian, scalars, with_shapes
 
 from jvp_cli import autograd, lang
 
@@ -14,13 +14,13 @@ SEED = "x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3"
 
 @pytest.mark.parametrize(("v", "expected"), [((3, 2, 1), (10, 34, 42)), ((1, 1, 1), (5, 18, 34))])
 def test_seed_backward(v: tuple[float, ...], expected: tuple[float, ...]) -> None:
-    res = autograd.evaluate(lang.parse_program(SEED), (1.0, 2.0, 3.0), v, None)
+    res = autograd.evaluate(*with_shapes(SEED), (1.0, 2.0, 3.0), v, None)
     assert res.vjp == expected
     assert res.jacobian == ((2, 2, 1), (1, 12, 6), (2, 4, 27))
 
 
 def test_jvp_is_jacobian_times_u() -> None:
-    res = autograd.evaluate(lang.parse_program(SEED), (1.0, 2.0, 3.0), None, (1.0, -1.0, 0.5))
+    res = autograd.evaluate(*with_shapes(SEED), (1.0, 2.0, 3.0), None, (1.0, -1.0, 0.5))
     # J u by hand with J = [[2,2,1],[1,12,6],[2,4,27]]
     assert res.jvp == (2 - 2 + 0.5, 1 - 12 + 3, 2 - 4 + 13.5)
 
@@ -33,26 +33,26 @@ def test_against_finite_differences() -> None:
         lambda x, y: 1 / (1 + math.exp(-x * y)) - math.log1p(math.exp(y)),
     ]
     point = (0.7, -0.4)
-    res = autograd.evaluate(lang.parse_program(text), point, None, None)
+    res = autograd.evaluate(*with_shapes(text), point, None, None)
     assert_close(res.jacobian, central_jacobian(fs, point), rel=1e-6, abs_=1e-7)
 
 
 def test_unused_variable_has_zero_gradient() -> None:
     prog = lang.parse_program("x**2", variables=["x", "z"])
-    res = autograd.evaluate(prog, (3.0, 1.0), (1.0,), (0.0, 1.0))
+    res = autograd.evaluate(prog, scalars(prog), (3.0, 1.0), (1.0,), (0.0, 1.0))
     assert res.jacobian == ((6.0, 0.0),)
     assert res.vjp == (6.0, 0.0)
     assert res.jvp == (0.0,)
 
 
 def test_constant_output_row() -> None:
-    res = autograd.evaluate(lang.parse_program("3; x*y"), (2.0, 5.0), (1.0, 1.0), None)
+    res = autograd.evaluate(*with_shapes("3; x*y"), (2.0, 5.0), (1.0, 1.0), None)
     assert res.jacobian == ((0.0, 0.0), (5.0, 2.0))
     assert res.vjp == (5.0, 2.0)
 
 
 def test_float32() -> None:
-    res = autograd.evaluate(lang.parse_program("exp(x)"), (1.1,), (1.0,), None, dtype="float32")
+    res = autograd.evaluate(*with_shapes("exp(x)"), (1.1,), (1.0,), None, dtype="float32")
     assert res.vjp is not None
     assert res.vjp[0] == pytest.approx(math.exp(1.1), rel=1e-6)
     assert res.vjp[0] != math.exp(1.1)  # really computed in float32

@@ -136,7 +136,9 @@ def error_of(text: str) -> InputError:
         ("x // y", 3, "floor division"),
         ("x == y", 3, "'==' is not part"),
         ("pi = 3", 1, "built-in constant"),
-        ("x[0]", 2, "unexpected character '['"),
+        ("x[y]", 3, "not a constant integer"),
+        ("x.y", 2, "the only attribute is .T"),
+        ("x[1:2:0]", 2, "step must be positive"),
     ],
 )
 def test_errors_name_token_and_column(text: str, column: int, fragment: str) -> None:

@@ -15,10 +15,22 @@ NUMS = st.one_of(
     st.integers(0, 10**6).map(lambda i: lang.Num(str(i), i)),
     st.floats(1e-6, 1e6).map(lambda f: lang.Num(repr(f), f)),
 )
-LEAVES = st.one_of(
-    NAMES.map(lang.Name), NUMS, st.sampled_from(["pi", "E"]).map(lang.Const)
+LEAVES = st.one_of(NAMES.map(lang.Name), NUMS, st.sampled_from(["pi", "E"]).map(lang.Const))
+UNARY_FUNCS = sorted(n for n, k in lang.ELEMENTWISE.items() if k == 1)
+REDUCTIONS = ["sum", "mean", "prod", "max", "min", "logsumexp", "softmax"]
+SMALL = st.integers(-3, 3)
+ITEMS = st.lists(
+    st.one_of(
+        SMALL,
+        st.builds(lang.Slice, st.none() | SMALL, st.none() | SMALL, st.none() | st.integers(1, 3)),
+    ),
+    min_size=1,
+    max_size=3,
 )
-UNARY_FUNCS = sorted(n for n, k in lang.FUNCTIONS.items() if k == 1)
+
+
+def _dim(k: int) -> lang.Node:
+    return lang.Num(str(k), k) if k >= 0 else lang.Neg(lang.Num(str(-k), -k))
 
 
 def _extend(children: st.SearchStrategy[lang.Node]) -> st.SearchStrategy[lang.Node]:
@@ -31,6 +43,13 @@ def _extend(children: st.SearchStrategy[lang.Node]) -> st.SearchStrategy[lang.No
         st.builds(lang.Pow, children, children),
         st.builds(lambda f, a: lang.Call(f, (a,)), st.sampled_from(UNARY_FUNCS), children),
         st.builds(lambda a, b: lang.Call("atan2", (a, b)), children, children),
+        st.builds(lang.Transpose, children),
+        st.builds(lambda b, items: lang.Index(b, tuple(items)), children, ITEMS),
+        st.builds(lambda f, a: lang.Call(f, (a,)), st.sampled_from(REDUCTIONS), children),
+        st.builds(
+            lambda f, a, d: lang.Call(f, (a, _dim(d))), st.sampled_from(REDUCTIONS), children, SMALL
+        ),
+        st.builds(lambda a, b: lang.Chain("mul", a, (("@", b),)), children, children),
     )
 
 

@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from conftest import assert_close, central_jacobian
+from conftest import assert_close, central_jacobian, scalars, with_shapes
 
 from jvp_cli import lang, symbolic
 
@@ -15,7 +15,7 @@ SEED = "x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3"
 
 def test_seed_jacobian_by_hand() -> None:
     prog = lang.parse_program(SEED)
-    res = symbolic.evaluate(prog, (1.0, 2.0, 3.0), (3.0, 2.0, 1.0), (1.0, 0.0, 0.0))
+    res = symbolic.evaluate(prog, scalars(prog), (1.0, 2.0, 3.0), (3.0, 2.0, 1.0), (1.0, 0.0, 0.0))
     assert res.jacobian_text == (
         ("2*x1", "2", "1"),
         ("1", "3*x2**2", "2*x3"),
@@ -29,12 +29,12 @@ def test_seed_jacobian_by_hand() -> None:
 
 def test_seed_with_ones() -> None:
     prog = lang.parse_program(SEED)
-    res = symbolic.evaluate(prog, (1.0, 2.0, 3.0), (1.0, 1.0, 1.0), None)
+    res = symbolic.evaluate(prog, scalars(prog), (1.0, 2.0, 3.0), (1.0, 1.0, 1.0), None)
     assert res.vjp == (5, 18, 34)
 
 
 def test_symbolic_only_without_point() -> None:
-    res = symbolic.evaluate(lang.parse_program("x^2*y"), None, None, None)
+    res = symbolic.evaluate(*with_shapes("x^2*y"), None, None, None)
     assert res.jacobian_text == (("2*x*y", "x**2"),)
     assert res.jacobian is None
     assert "x" in res.jacobian_pretty
@@ -63,7 +63,7 @@ def test_against_finite_differences(text: str, fn) -> None:  # type: ignore[no-u
         point = (rng.uniform(0.3, 2.0), rng.uniform(0.3, 1.2))
         if "abs" in text and abs(point[0] - point[1]) < 1e-3:
             continue
-        res = symbolic.evaluate(prog, point, None, None)
+        res = symbolic.evaluate(prog, scalars(prog), point, None, None)
         assert res.jacobian is not None
         assert_close(res.jacobian, central_jacobian([fn], point), rel=1e-6, abs_=1e-6)
 
@@ -71,7 +71,7 @@ def test_against_finite_differences(text: str, fn) -> None:  # type: ignore[no-u
 def test_undefined_points_are_nan_not_conventions() -> None:
     for text, point in [("abs(x)", 0.0), ("relu(x)", 0.0), ("sqrt(x)", 0.0), ("log(x)", 0.0),
                         ("log(x)", -1.0), ("1/x", 0.0)]:  # fmt: skip
-        res = symbolic.evaluate(lang.parse_program(text), (point,), (1.0,), None)
+        res = symbolic.evaluate(*with_shapes(text), (point,), (1.0,), None)
         assert res.jacobian is not None
         assert not math.isfinite(res.jacobian[0][0]), text
         assert res.notes, text
@@ -80,5 +80,5 @@ def test_undefined_points_are_nan_not_conventions() -> None:
 def test_sparse_entries_are_not_differentiated() -> None:
     n = 50
     text = "; ".join(f"x{i}*x{i + 1}" for i in range(1, n))
-    res = symbolic.evaluate(lang.parse_program(text), None, None, None)
+    res = symbolic.evaluate(*with_shapes(text), None, None, None)
     assert res.nonzeros == 2 * (n - 1)

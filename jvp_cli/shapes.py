@@ -1,0 +1,218 @@
+"""Shape inference: the shape of every statement, from the variables' shapes, before any engine
+runs. Broadcasting, matrix products, reductions, indexing and reshape follow torch's rules;
+an error names both shapes and the column of the operator, as torch's messages name sizes.
+
+Pure Python (no numpy, SymPy or torch), so shape errors are as fast as syntax errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from . import lang
+from .model import InputError
+
+Shape = tuple[int, ...]
+
+MAX_ELEMENTS = 100_000  # elements of any one intermediate tensor
+
+
+def fmt(shape: Shape) -> str:
+    return "scalar" if not shape else "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+class _Inference:
+    def __init__(self, program: lang.Program, shapes: dict[str, Shape]) -> None:
+        self.program = program
+        self.env: dict[str, Shape] = dict(shapes)
+
+    def error(self, node: lang.Node, what: str, fix: str | None = None) -> InputError:
+        return InputError(what, where="the functions", source=self.program.source,
+                          pos=getattr(node, "pos", None), fix=fix)  # fmt: skip
+
+    def broadcast(self, node: lang.Node, a: Shape, b: Shape, op: str) -> Shape:
+        out = []
+        for i in range(1, max(len(a), len(b)) + 1):
+            da = a[-i] if i <= len(a) else 1
+            db = b[-i] if i <= len(b) else 1
+            if da != db and 1 not in (da, db):
+                raise self.error(
+                    node,
+                    f"shapes {fmt(a)} and {fmt(b)} do not broadcast for '{op}' (size {da} vs "
+                    f"{db} at dimension {-i})",
+                    fix="use shapes that match or are 1 where they differ",
+                )
+            out.append(max(da, db) if 1 in (da, db) else da)
+        return tuple(reversed(out))
+
+    def matmul(self, node: lang.Node, a: Shape, b: Shape) -> Shape:
+        if not a or not b:
+            raise self.error(node, f"'@' needs tensors, got {fmt(a)} @ {fmt(b)}",
+                             fix="use * to multiply by a scalar")  # fmt: skip
+        if len(a) > 2 or len(b) > 2:
+            raise self.error(node, f"'@' takes 1-D or 2-D tensors, got {fmt(a)} @ {fmt(b)}")
+        inner_a = a[-1]
+        inner_b = b[0]
+        if inner_a != inner_b:
+            raise self.error(
+                node,
+                f"shapes {fmt(a)} and {fmt(b)} cannot be multiplied with '@' ({inner_a} != "
+                f"{inner_b})",
+                fix="the last size of the left operand must equal the first of the right",
+            )
+        return a[:-1] + b[1:]
+
+    def dim(self, node: lang.Node, arg: lang.Node, shape: Shape, func: str) -> int:
+        d = lang.const_int(arg)
+        if d is None:
+            raise self.error(arg, f"the dimension of {func}(...) must be a constant integer",
+                             fix=f"e.g. {func}(x, 0)")  # fmt: skip
+        if not shape:
+            raise self.error(node, f"{func}(..., {d}): a scalar has no dimension {d}",
+                             fix=f"use {func}(x) or pass a tensor")  # fmt: skip
+        if not -len(shape) <= d < len(shape):
+            raise self.error(
+                arg,
+                f"dimension {d} is out of range for shape {fmt(shape)}",
+                fix=f"use a dimension from {-len(shape)} to {len(shape) - 1}",
+            )
+        return d % len(shape)
+
+    def check_size(self, node: lang.Node, shape: Shape) -> Shape:
+        if math.prod(shape) > MAX_ELEMENTS:
+            raise self.error(node, f"a tensor of shape {fmt(shape)} has more than "
+                             f"{MAX_ELEMENTS:,} elements")  # fmt: skip
+        return shape
+
+    def leaf(self, node: lang.Node) -> Shape:
+        if isinstance(node, lang.Name):
+            return self.env[node.id]
+        return ()
+
+    def combine(self, n: lang.Node, args: list[Shape]) -> Shape:
+        if isinstance(n, lang.Neg):
+            return args[0]
+        if isinstance(n, lang.Chain):
+            shape = args[0]
+            for (op, _), s in zip(n.rest, args[1:], strict=True):
+                shape = self.matmul(n, shape, s) if op == "@" else self.broadcast(n, shape, s, op)
+            return self.check_size(n, shape)
+        if isinstance(n, lang.Pow):
+            return self.check_size(n, self.broadcast(n, args[0], args[1], "**"))
+        if isinstance(n, lang.Transpose):
+            if len(args[0]) > 2:
+                raise self.error(n, f".T needs at most 2 dimensions, got {fmt(args[0])}",
+                                 fix="use reshape(...)")  # fmt: skip
+            return tuple(reversed(args[0]))
+        if isinstance(n, lang.Index):
+            return self.index(n, args[0])
+        if isinstance(n, lang.Call):
+            return self.call(n, args)
+        raise AssertionError(n)
+
+    def index(self, n: lang.Index, shape: Shape) -> Shape:
+        if len(n.items) > len(shape):
+            raise self.error(n, f"too many indices ({len(n.items)}) for shape {fmt(shape)}",
+                             fix="index each dimension at most once")  # fmt: skip
+        out: list[int] = []
+        for axis, item in enumerate(n.items):
+            size = shape[axis]
+            if isinstance(item, int):
+                if not -size <= item < size:
+                    raise self.error(n, f"index {item} is out of range for dimension {axis} "
+                                     f"of size {size}")  # fmt: skip
+            else:
+                out.append(len(range(size)[slice(item.start, item.stop, item.step)]))
+        return tuple(out) + shape[len(n.items) :]
+
+    def call(self, n: lang.Call, args: list[Shape]) -> Shape:
+        f = n.func
+        if f in lang.ELEMENTWISE:
+            shape = args[0]
+            for s in args[1:]:
+                shape = self.broadcast(n, shape, s, f)
+            return shape
+        x = args[0]
+        if f in ("sum", "mean", "prod", "max", "min", "logsumexp"):
+            if len(n.args) == 1:
+                return ()
+            d = self.dim(n, n.args[1], x, f)
+            return x[:d] + x[d + 1 :]
+        if f == "softmax":
+            if not x:
+                raise self.error(n, "softmax needs a tensor, got a scalar")
+            if len(n.args) == 2:
+                self.dim(n, n.args[1], x, f)
+            return x
+        if f == "norm":
+            return ()
+        if f == "dot":
+            a, b = args
+            if len(a) != 1 or len(b) != 1 or a != b:
+                raise self.error(n, f"dot needs two 1-D tensors of the same size, got "
+                                 f"{fmt(a)} and {fmt(b)}", fix="use @ or sum(a*b)")  # fmt: skip
+            return ()
+        if f == "reshape":
+            return self.reshape(n, x)
+        raise AssertionError(f)
+
+    def reshape(self, n: lang.Call, x: Shape) -> Shape:
+        sizes = []
+        for arg in n.args[1:]:
+            d = lang.const_int(arg)
+            if d is None or d < -1 or d == 0:
+                raise self.error(arg, "reshape sizes are positive constant integers (one may "
+                                 "be -1)", fix="e.g. reshape(x, 2, 3)")  # fmt: skip
+            sizes.append(d)
+        total = math.prod(x)
+        if sizes.count(-1) > 1:
+            raise self.error(n, "reshape: only one size may be -1")
+        if -1 in sizes:
+            known = math.prod(d for d in sizes if d != -1)
+            if total % known:
+                raise self.error(n, f"cannot reshape {fmt(x)} ({total} elements) to "
+                                 f"{fmt(tuple(sizes))}")  # fmt: skip
+            sizes[sizes.index(-1)] = total // known
+        if math.prod(sizes) != total:
+            raise self.error(n, f"cannot reshape {fmt(x)} ({total} elements) to "
+                             f"{fmt(tuple(sizes))} ({math.prod(sizes)} elements)")  # fmt: skip
+        return tuple(sizes)
+
+    def run(self, node: lang.Node) -> Shape:
+        result = lang.fold(node, self.leaf, self.combine)
+        assert isinstance(result, tuple)
+        return result
+
+
+def infer(program: lang.Program, shapes: dict[str, Shape]) -> list[Shape]:
+    """The shape of each output, given each variable's shape; InputError on a mismatch."""
+    inf = _Inference(program, shapes)
+    for name, node in program.definitions:
+        inf.env[name] = inf.run(node)
+    return [inf.env[name] if name in inf.env else inf.run(node)
+            for name, node in zip(program.outputs, program.output_exprs, strict=True)]  # fmt: skip
+
+
+def labels(name: str, shape: Shape) -> list[str]:
+    """Element labels in row-major order: x for a scalar, x[0,1] for a tensor element."""
+    if not shape:
+        return [name]
+    out = []
+    for flat in range(math.prod(shape)):
+        idx = []
+        for size in reversed(shape):
+            idx.append(flat % size)
+            flat //= size
+        out.append(f"{name}[{','.join(str(i) for i in reversed(idx))}]")
+    return out
+
+
+def nest(flat: Sequence[object], shape: Shape) -> object:
+    """A flat row-major sequence as nested lists of `shape` (a bare value for a scalar)."""
+    if not shape:
+        return flat[0]
+    if len(shape) == 1:
+        return list(flat)
+    step = math.prod(shape[1:])
+    return [nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
