@@ -108,12 +108,9 @@ def to_float(value: Any) -> float:
 def _value_at(expr: Any, subs: dict[Any, Any]) -> Any:
     """`expr` at the point with DPS digits; mpmath's division by zero becomes zoo."""
     try:
-        return expr.evalf(DPS, subs=subs)
+        return expr.xreplace(subs).evalf(DPS)
     except ZeroDivisionError:
-        try:
-            return expr.xreplace(subs).evalf(DPS)
-        except ZeroDivisionError:
-            return sp.zoo
+        return sp.zoo
 
 
 def _why(value: Any) -> str:
@@ -151,7 +148,9 @@ def evaluate(
     if point is None:
         return SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols))
 
-    subs = {s: sp.Float(x, DPS) for s, x in zip(symbols, point, strict=True)}
+    # The point's float64 values exactly, as rationals: exact arithmetic where it can be
+    # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
+    subs = {s: sp.Rational(x) for s, x in zip(symbols, point, strict=True)}
     undefined_rows = _domain(program, shapes, point)
     values: list[list[Any]] = []
     notes: list[str] = []
