@@ -33,12 +33,22 @@ _ELEMENTWISE: dict[str, Callable[..., torch.Tensor]] = {
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def run(program: lang.Program, inputs: dict[str, torch.Tensor], like: torch.Tensor) -> list[Any]:
-    """Evaluate the program's outputs from `inputs` (a tensor per variable)."""
+def run(
+    program: lang.Program,
+    inputs: dict[str, torch.Tensor],
+    like: torch.Tensor,
+    forward: bool = False,
+) -> list[Any]:
+    """Evaluate the program's outputs from `inputs` (a tensor per variable). With `forward`,
+    inside a dual level, constants are dual numbers with a zero tangent."""
     env: dict[str, Any] = dict(inputs)
 
     def const(value: float) -> torch.Tensor:
-        return torch.tensor(value, dtype=like.dtype, device=like.device)
+        t = torch.tensor(value, dtype=like.dtype, device=like.device)
+        # Mixing a dual tensor with a plain one sends forward-mode AD through a Python
+        # decomposition that imports torch._dynamo (a second of start-up); dual with dual
+        # stays native. The value is the same.
+        return fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
 
     def leaf(n: lang.Node) -> torch.Tensor:
         if isinstance(n, lang.Num):
@@ -195,7 +205,7 @@ def evaluate(
                 name: fwAD.make_dual(leaf.detach(), t)
                 for name, leaf, t in zip(program.variables, leaves, tangents_in, strict=True)
             }
-            douts = run(program, duals, leaves[0])
+            douts = run(program, duals, leaves[0], forward=True)
             values: list[float] = []
             for d in douts:
                 tangent = fwAD.unpack_dual(d).tangent

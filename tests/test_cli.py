@@ -202,3 +202,16 @@ def test_broken_pipe_is_quiet() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err and err == ""
+
+
+@pytest.mark.slow
+def test_forward_mode_does_not_pull_in_dynamo() -> None:
+    # Mixing dual and plain tensors makes torch import torch._dynamo (about a second);
+    # constants are zero-tangent duals in forward mode so that never happens.
+    code = (
+        "import sys; from jvp_cli import cli\n"
+        f"code = cli.run([{SEED!r}, '--at', '1,2,3', '--u', '1,0,0', '--json'])\n"
+        "print('DYNAMO', 'torch._dynamo' in sys.modules, code)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "DYNAMO False 0" in r.stdout, r.stdout + r.stderr
