@@ -171,7 +171,7 @@ def _console(width_hint: int = 0) -> Any:
     if sys.stdout.isatty():
         return Console(file=sys.stdout, highlight=False)
     # Piped: no colour (rich decides that), and wide enough that a matrix is never wrapped.
-    return Console(file=sys.stdout, highlight=False, width=max(100, width_hint))
+    return Console(file=sys.stdout, highlight=False, width=max(160, width_hint))
 
 
 @app.command(cls=_OneLineErrors, help=HELP, no_args_is_help=False)
@@ -241,6 +241,10 @@ def vjp(
         float | None,
         typer.Option(help="Absolute tolerance (default 1e-7 for float64, 1e-5 for float32)."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Show every entry of a big problem, not a window."),
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
@@ -271,6 +275,7 @@ def vjp(
         rtol=rtol,
         atol=atol,
         json_out=json_out,
+        full=full,
         timeout=timeout,
         debug=debug,
     )
@@ -335,6 +340,7 @@ def execute(
     rtol: float | None,
     atol: float | None,
     json_out: bool,
+    full: bool = False,
     timeout: float = 0.0,
     debug: bool = False,
 ) -> ExitCode:
@@ -359,7 +365,7 @@ def execute(
                 atol=atol,
             )
             report = api.solve(program, problem)
-            return report, _render(report, json_out)
+            return report, _render(report, json_out, full)
 
         report, output = _in_worker(work, timeout)
     except InputError as exc:
@@ -405,7 +411,7 @@ def execute(
     return report.exit_code
 
 
-def _render(report: Any, json_out: bool) -> str:
+def _render(report: Any, json_out: bool, full: bool = False) -> str:
     """The whole stdout text, rendered before anything is written."""
     from . import render
 
@@ -414,7 +420,7 @@ def _render(report: Any, json_out: bool) -> str:
     width = max((len(line) for line in report.symbolic.jacobian_pretty.splitlines()), default=0)
     console = _console(width + 8)
     with console.capture() as capture:
-        console.print(render.to_rich(report))
+        console.print(render.to_rich(report, full))
     return capture.get()
 
 

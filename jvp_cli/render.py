@@ -153,8 +153,16 @@ def fmt(x: float) -> str:
     return f"{x:.12g}"
 
 
-def fmt_vec(xs: Sequence[float]) -> str:
-    return "(" + ", ".join(fmt(x) for x in xs) + ")"
+def fmt_vec(xs: Sequence[float], full: bool = True) -> str:
+    return "(" + ", ".join(_few([fmt(x) for x in xs], 12, full)) + ")"
+
+
+def _few(items: Sequence[str], limit: int, full: bool) -> list[str]:
+    """All items, or when there are more than `limit` (and not --full), the first ones, a
+    count of those left out, and the last."""
+    if full or len(items) <= limit:
+        return list(items)
+    return [*items[: limit - 2], f"… {len(items) - limit + 1} more …", items[-1]]
 
 
 _VERDICT_STYLE = {
@@ -190,17 +198,18 @@ def _window(n: int, limit: int) -> list[int | None]:
 
 
 def _matrix_table(title: str, rows: Sequence[Sequence[str]], row_names: Sequence[str],
-                  col_names: Sequence[str]) -> Any:  # fmt: skip
+                  col_names: Sequence[str], full: bool = False) -> Any:  # fmt: skip
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
                   box=None, header_style="bold", min_width=len(title))  # fmt: skip
-    cols = _window(len(col_names), MAX_COLS)
+    cols: list[int | None] = list(range(len(col_names))) if full else _window(
+        len(col_names), MAX_COLS)  # fmt: skip
     table.add_column("")
     for j in cols:
         table.add_column(Text("…" if j is None else col_names[j]), justify="right")
-    for i in _window(len(row_names), MAX_ROWS):
+    for i in range(len(row_names)) if full else _window(len(row_names), MAX_ROWS):
         if i is None:
             table.add_row(Text("⋮"), *[Text("⋮") for _ in cols])
             continue
@@ -229,7 +238,9 @@ def _shape_note(shape: tuple[int, ...]) -> str:
     return "" if not shape else " (" + "x".join(str(d) for d in shape) + ")"
 
 
-def to_rich(report: Report) -> Any:
+def to_rich(report: Report, full: bool = False) -> Any:
+    """The terminal report. Big problems are shown in windows (first rows and columns, a
+    gap, the last), with their shape and sparsity; `full` shows everything."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -245,39 +256,44 @@ def to_rich(report: Report) -> Any:
     m, n = len(p.outputs), len(p.variables)
     head.append(f"{m} output{'s' if m != 1 else ''} of {n} variable{'s' if n != 1 else ''}",
                 style="bold")  # fmt: skip
-    head.append(": " + ", ".join(f"{v}{_shape_note(sh)}" for v, sh in
-                                 zip(p.variables, p.shapes, strict=True)))  # fmt: skip
+    head.append(": " + ", ".join(_few([f"{v}{_shape_note(sh)}" for v, sh in
+                                       zip(p.variables, p.shapes, strict=True)], 12, full)))  # fmt: skip
     parts.append(head)
     funcs = Table.grid(padding=(0, 1))
     funcs.add_column(width=1)
-    for name, text in p.intermediates:
-        funcs.add_row(Text(""), Text(name, style="dim"), Text("=", style="dim"),
-                      Text(text, style="dim"))  # fmt: skip
-    for name, text, shape in zip(p.outputs, p.functions, p.output_shapes, strict=True):
-        funcs.add_row(Text(""), Text(name, style="cyan"), Text("="),
-                      Text(text + _shape_note(shape)))  # fmt: skip
+    lines = [(name, text, "dim") for name, text in p.intermediates] + [
+        (name, text + _shape_note(shape), "cyan")
+        for name, text, shape in zip(p.outputs, p.functions, p.output_shapes, strict=True)
+    ]
+    keep = set(range(len(lines))) if full or len(lines) <= 12 else {
+        *range(8), *range(len(lines) - 2, len(lines))}  # fmt: skip
+    for k, (name, text, style) in enumerate(lines):
+        if k in keep:
+            funcs.add_row(Text(""), Text(name, style=style), Text("="),
+                          Text(text if full else _clip(text, 200)))  # fmt: skip
+        elif k == 8:
+            funcs.add_row(Text(""), Text("…"), Text(""),
+                          Text(f"{len(lines) - 10} more statements (--full shows all)"))  # fmt: skip
     parts.append(funcs)
     if p.point is not None:
         pt = Text("at ")
-        pt.append(", ".join(f"{k} = {_nested_text(vals, sh)}" for k, sh, vals in
-                            _per_name(p.point, p.variables, p.shapes)))  # fmt: skip
+        pt.append(", ".join(_few([f"{k} = {_nested_text(vals, sh)}" for k, sh, vals in
+                                  _per_name(p.point, p.variables, p.shapes)], 12, full)))  # fmt: skip
         parts.append(pt)
 
     title = Text("Symbolic Jacobian ", style="bold")
     rows_n, cols_n = len(s.row_labels), len(s.col_labels)
-    title.append(f"J = d({', '.join(p.outputs)}) / d({', '.join(p.variables)})"
-                 + (f"  [{rows_n}x{cols_n}, {s.nonzeros:,} nonzero]" if tensors or
-                    rows_n * cols_n > 16 else ""), style="dim")  # fmt: skip
-    small = rows_n <= MAX_ROWS and cols_n <= MAX_COLS
-    if s.jacobian_pretty and small and not tensors:
+    title.append(f"J = d({', '.join(_few(p.outputs, 4, full))}) / "
+                 f"d({', '.join(_few(p.variables, 4, full))})", style="dim")  # fmt: skip
+    density = s.nonzeros / max(1, rows_n * cols_n)
+    subtitle = Text(f"{rows_n} x {cols_n}, {s.nonzeros:,} nonzero ({density:.1%})", style="dim")
+    if s.jacobian_pretty and not tensors:
         body: Any = Text(s.jacobian_pretty)
-    elif sum(len(t) for row in s.jacobian_text for t in row) > 20_000 and not small:
-        body = _matrix_table("", [[_clip(t) for t in r] for r in s.jacobian_text],
-                             s.row_labels, s.col_labels)  # fmt: skip
     else:
-        body = _matrix_table("", [[_clip(t) for t in r] for r in s.jacobian_text],
-                             s.row_labels, s.col_labels)  # fmt: skip
-    parts.append(Panel(body, title=title, title_align="left", expand=False))
+        body = _matrix_table("", [[t if full else _clip(t) for t in r] for r in
+                                  s.jacobian_text], s.row_labels, s.col_labels, full)  # fmt: skip
+    parts.append(Panel(body, title=title, title_align="left", subtitle=subtitle,
+                       subtitle_align="left", expand=False))  # fmt: skip
 
     if a is None:
         return Group(*parts, *[Text(note, style="dim") for note in report.notes])
@@ -286,9 +302,10 @@ def to_rich(report: Report) -> Any:
     grid = Table.grid(padding=(0, 4))
     grid.add_row(
         _matrix_table("J at the point (SymPy)", [[fmt(x) for x in r] for r in s.jacobian],
-                      s.row_labels, s.col_labels),
+                      s.row_labels, s.col_labels, full),
         _matrix_table("J (torch, a backward pass per row)",
-                      [[fmt(x) for x in r] for r in a.jacobian], s.row_labels, s.col_labels),
+                      [[fmt(x) for x in r] for r in a.jacobian], s.row_labels, s.col_labels,
+                      full),
     )  # fmt: skip
     parts.append(grid)
     check = report.check("jacobian")
@@ -301,9 +318,9 @@ def to_rich(report: Report) -> Any:
         assert check is not None and s.vjp is not None and a.vjp is not None
         body = Table.grid(padding=(0, 2))
         if not tensors:
-            body.add_row(Text("v", style="bold"), Text(fmt_vec(p.v)))
-            body.add_row(Text("SymPy v^T J"), Text(fmt_vec(s.vjp)))
-            body.add_row(Text("torch y.backward(v) -> .grad"), Text(fmt_vec(a.vjp)))
+            body.add_row(Text("v", style="bold"), Text(fmt_vec(p.v, full)))
+            body.add_row(Text("SymPy v^T J"), Text(fmt_vec(s.vjp, full)))
+            body.add_row(Text("torch y.backward(v) -> .grad"), Text(fmt_vec(a.vjp, full)))
         else:
             for name, sh, vals in _per_name(p.v, p.outputs, p.output_shapes):
                 body.add_row(Text(f"v for {name}", style="bold"), Text(_nested_text(vals, sh)))
@@ -321,9 +338,9 @@ def to_rich(report: Report) -> Any:
         assert check is not None and s.jvp is not None and a.jvp is not None
         body = Table.grid(padding=(0, 2))
         if not tensors:
-            body.add_row(Text("u", style="bold"), Text(fmt_vec(p.u)))
-            body.add_row(Text("SymPy J u"), Text(fmt_vec(s.jvp)))
-            body.add_row(Text("torch forward-mode J u"), Text(fmt_vec(a.jvp)))
+            body.add_row(Text("u", style="bold"), Text(fmt_vec(p.u, full)))
+            body.add_row(Text("SymPy J u"), Text(fmt_vec(s.jvp, full)))
+            body.add_row(Text("torch forward-mode J u"), Text(fmt_vec(a.jvp, full)))
         else:
             for name, sh, vals in _per_name(p.u, p.variables, p.shapes):
                 body.add_row(Text(f"u for {name}", style="bold"), Text(_nested_text(vals, sh)))
@@ -336,8 +353,12 @@ def to_rich(report: Report) -> Any:
         parts.append(Panel(Group(body, _verdict(check)), title=Text("JVP  J u", style="bold"),
                            title_align="left", expand=False))  # fmt: skip
 
-    for note in [*report.notes, *s.notes, *a.notes]:
+    notes = [*report.notes, *s.notes, *a.notes]
+    for note in notes if full else notes[:10]:
         parts.append(Text("note: " + note, style="dim"))
+    if len(notes) > 10 and not full:
+        parts.append(Text(f"({len(notes) - 10} more notes: --full or --json shows them)",
+                          style="dim"))  # fmt: skip
     overall = _overall(report)
     label, style = _VERDICT_STYLE[overall]
     verdict = Text("Verdict: ", style="bold")

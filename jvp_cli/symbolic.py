@@ -25,6 +25,8 @@ from .shapes import Shape, labels
 
 DPS = 30  # significant digits of the reference values
 PRETTY_LIMIT = 20_000  # characters of Jacobian text beyond which no 2-D/LaTeX form is made
+PRETTY_CELLS = 10_000  # entries beyond which no LaTeX form is made
+PRETTY_ROWS, PRETTY_COLS = 14, 8  # the largest matrix drawn in 2-D (bigger: a labelled table)
 
 
 def build(
@@ -61,27 +63,32 @@ def _undefined_at_kinks(expr: Any) -> Any:
     return expr
 
 
-def gradient(f: Any, symbols: Sequence[sp.Symbol]) -> list[Any]:
-    """d f / d s for each symbol, differentiating only where s occurs.
+Sparse = dict[int, Any]  # column index -> nonzero entry of one row of J
+
+
+def gradient(f: Any, index: dict[Any, int]) -> Sparse:
+    """The nonzero entries of d f / d s, by the column index of s, differentiating only by
+    the symbols f contains.
 
     For a sum, each term is differentiated only by the symbols it contains: SymPy's own
     diff of a sum visits every term for every symbol, which is quadratic for a sum of
     thousands of terms in thousands of variables."""
-    free = f.free_symbols
+    free = [s for s in f.free_symbols if s in index]
     if isinstance(f, sp.Add) and len(f.args) > 8:
         terms_of: dict[Any, list[Any]] = {}
         for term in f.args:
             for s in term.free_symbols:
                 terms_of.setdefault(s, []).append(term)
-        raw = {s: sp.Add(*[t.diff(s) for t in terms_of[s]]) for s in symbols if s in free}
+        raw = {s: sp.Add(*[t.diff(s) for t in terms_of[s]]) for s in free}
     else:
-        raw = {s: sp.diff(f, s) for s in symbols if s in free}
-    return [_undefined_at_kinks(raw[s]) if s in raw else sp.S.Zero for s in symbols]
+        raw = {s: sp.diff(f, s) for s in free}
+    return {index[s]: _undefined_at_kinks(d) for s, d in raw.items() if d is not sp.S.Zero}
 
 
-def jacobian(outputs: Sequence[Any], symbols: Sequence[sp.Symbol]) -> list[list[Any]]:
-    """d outputs_i / d symbols_j, differentiating only by symbols the output contains."""
-    return [gradient(f, symbols) for f in outputs]
+def jacobian(outputs: Sequence[Any], symbols: Sequence[sp.Symbol]) -> list[Sparse]:
+    """Row by row, the nonzero entries of d outputs_i / d symbols_j."""
+    index = {s: k for k, s in enumerate(symbols)}
+    return [gradient(f, index) for f in outputs]
 
 
 def to_float(value: Any) -> float:
@@ -134,17 +141,25 @@ def evaluate(
     point, its values, v^T J and J u (all flat, row-major)."""
     outputs, symbols, rows, cols = build(program, shapes)
     jac = jacobian(outputs, symbols)
-    text = tuple(tuple(str(e) for e in row) for row in jac)
-    size = sum(len(t) for row in text for t in row)
-    matrix = sp.Matrix(jac) if jac else sp.Matrix()
-    if size <= PRETTY_LIMIT:
-        pretty = sp.pretty(matrix, use_unicode=True, wrap_line=False)
+    width = len(symbols)
+    text_rows = []
+    for row in jac:
+        cells = ["0"] * width
+        for j, e in row.items():
+            cells[j] = str(e)
+        text_rows.append(tuple(cells))
+    text = tuple(text_rows)
+    nonzeros = sum(len(row) for row in jac)
+    size = sum(len(t) for row in text_rows for t in row)
+    pretty = latex = ""
+    # A 2-D layout or LaTeX of a huge matrix costs more than the rest of the run and no one
+    # can read it; the entries are still in the JSON output, as text.
+    if size <= PRETTY_LIMIT and len(rows) * width <= PRETTY_CELLS:
+        dense = [[row.get(j, sp.S.Zero) for j in range(width)] for row in jac]
+        matrix = sp.Matrix(dense) if dense else sp.Matrix()
+        if len(rows) <= PRETTY_ROWS and width <= PRETTY_COLS:
+            pretty = sp.pretty(matrix, use_unicode=True, wrap_line=False)
         latex = sp.latex(matrix)
-    else:
-        # 2-D layout of a huge expression costs more than the rest of the run and no one can
-        # read it; the entries are still in the JSON output, as text.
-        pretty = latex = ""
-    nonzeros = sum(1 for row in jac for e in row if e != 0)
     if point is None:
         return SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols))
 
@@ -152,39 +167,43 @@ def evaluate(
     # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
     subs = {s: sp.Rational(x) for s, x in zip(symbols, point, strict=True)}
     undefined_rows = _domain(program, shapes, point)
-    values: list[list[Any]] = []
+    values: list[Sparse] = []
     notes: list[str] = []
     for i, row in enumerate(jac):
         why = undefined_rows.get(i)
         if why is not None:
             notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
-            values.append([sp.nan] * len(row))
+            values.append(dict.fromkeys(range(width), sp.nan))
             continue
-        vrow = []
-        for j, e in enumerate(row):
-            if e == 0:
-                vrow.append(sp.S.Zero)
-                continue
+        vrow: Sparse = {}
+        for j, e in row.items():
             val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
             if not math.isfinite(to_float(val)):
                 notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is {_why(val)} at the point")
-            vrow.append(val)
+            vrow[j] = val
         values.append(vrow)
-    jac_f = tuple(tuple(to_float(x) for x in row) for row in values)
+    jac_f = []
+    for vrow in values:
+        frow = [0.0] * width
+        for j, val in vrow.items():
+            frow[j] = to_float(val)
+        jac_f.append(tuple(frow))
     vjp = jvp = None
     if v is not None:
-        vjp = tuple(
-            to_float(sp.Add(*[sp.Float(v[i], DPS) * values[i][j] for i in range(len(values))
-                              if values[i][j] != 0]))
-            for j in range(len(symbols)))  # fmt: skip
+        columns: list[list[Any]] = [[] for _ in range(width)]
+        for i, vrow in enumerate(values):
+            vi = sp.Float(v[i], DPS)
+            for j, val in vrow.items():
+                columns[j].append(vi * val)
+        vjp = tuple(to_float(sp.Add(*terms)) for terms in columns)
     if u is not None:
-        jvp = tuple(
-            to_float(sp.Add(*[values[i][j] * sp.Float(u[j], DPS) for j in range(len(symbols))
-                              if values[i][j] != 0]))
-            for i in range(len(values)))  # fmt: skip
+        uf = [sp.Float(x, DPS) for x in u]
+        jvp = tuple(to_float(sp.Add(*[val * uf[j] for j, val in vrow.items()]))
+                    for vrow in values)  # fmt: skip
     return SymbolicResult(
-        text, pretty, latex, nonzeros, tuple(rows), tuple(cols), jac_f, vjp, jvp, tuple(notes)
-    )
+        text, pretty, latex, nonzeros, tuple(rows), tuple(cols), tuple(jac_f), vjp, jvp,
+        tuple(notes),
+    )  # fmt: skip
 
 
 def _short(e: Any) -> str:
