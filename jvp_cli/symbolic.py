@@ -158,7 +158,7 @@ def evaluate(
         dense = [[row.get(j, sp.S.Zero) for j in range(width)] for row in jac]
         matrix = sp.Matrix(dense) if dense else sp.Matrix()
         if len(rows) <= PRETTY_ROWS and width <= PRETTY_COLS:
-            pretty = sp.pretty(matrix, use_unicode=True, wrap_line=False)
+            pretty = _pretty(matrix)
         latex = sp.latex(matrix)
     if point is None:
         return SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols))
@@ -204,6 +204,26 @@ def evaluate(
         text, pretty, latex, nonzeros, tuple(rows), tuple(cols), tuple(jac_f), vjp, jvp,
         tuple(notes),
     )  # fmt: skip
+
+
+def _pretty(matrix: Any) -> str:
+    """sp.pretty, without the 0.1 s import of sympy.physics.units that SymPy's Mul printer
+    does only to sort unit Quantities last. No Quantity can occur in our expressions (the
+    class lives in that module), so a stand-in answers the same; it is removed at once."""
+    import sys
+    import types
+
+    name = "sympy.physics.units"
+    if name in sys.modules:
+        return str(sp.pretty(matrix, use_unicode=True, wrap_line=False))
+    stand_in = types.ModuleType(name)
+    stand_in.Quantity = type("Quantity", (), {})  # type: ignore[attr-defined]
+    sys.modules[name] = stand_in
+    try:
+        return str(sp.pretty(matrix, use_unicode=True, wrap_line=False))
+    finally:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
 
 
 def _short(e: Any) -> str:

@@ -82,3 +82,16 @@ def test_sparse_entries_are_not_differentiated() -> None:
     text = "; ".join(f"x{i}*x{i + 1}" for i in range(1, n))
     res = symbolic.evaluate(*with_shapes(text), None, None, None)
     assert res.nonzeros == 2 * (n - 1)
+
+
+def test_pretty_matches_sympy_and_leaves_no_stand_in() -> None:
+    import sys
+
+    import sympy as sp
+
+    x, y = sp.symbols("x y", real=True)
+    m = sp.Matrix([[2 * x * y, 3 * x**2], [sp.sin(x) / y, 1]])
+    had_units = "sympy.physics.units" in sys.modules
+    got = symbolic._pretty(m)
+    assert ("sympy.physics.units" in sys.modules) == had_units
+    assert got == sp.pretty(m, use_unicode=True, wrap_line=False)
