@@ -52,6 +52,101 @@ def row(name: str, ours: float, anchor: float, anchor_name: str, target: float, 
     return ok
 
 
+def _points_csv(path: Path, n: int, count: int, seed: int = 0) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with path.open("w") as f:
+        f.write(",".join(f"x{j}" for j in range(1, n + 1)) + "\n")
+        for start in range(0, count, 100_000):
+            block = rng.uniform(0.1, 1.0, size=(min(100_000, count - start), n))
+            np.savetxt(f, block, delimiter=",", fmt="%.9f")
+
+
+def _ours_batch(text: str, csv_path: Path, n: int) -> float:
+    """Compute time of this project's --points path (in-process, reading included)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from jvp_cli import api, batch
+
+    import io
+
+    program, problem = api.make_problem(text)
+    # imports (torch, SymPy) are not compute: warm up on one point first
+    header = csv_path.open().readline()
+    batch.run(program, problem, io.StringIO(header + ",".join(["0.5"] * n) + "\n"),
+              [1.0] * n, None)
+    with csv_path.open() as stream:
+        start = time.perf_counter()
+        batch.run(program, problem, stream, [1.0] * n, None)
+        return time.perf_counter() - start
+
+
+def _jax_batch(n: int, count: int) -> tuple[float, float] | None:
+    """JAX jit(vmap(vjp)) of the same family: (compile + first call, steady-state call)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    idx = jnp.arange(1, n + 1)
+
+    def f(x):  # noqa: ANN001, ANN202
+        rows = jnp.sin(x[None, :] * (idx[:, None] + idx[None, :]) / n).sum(axis=1)
+        return rows + x**2 * jnp.exp(-jnp.roll(x, -1))
+
+    def vjp_one(x, v):  # noqa: ANN001, ANN202
+        return jax.vjp(f, x)[1](v)[0]
+
+    fn = jax.jit(jax.vmap(vjp_one))
+    X = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1, size=(count, n)))
+    V = jnp.ones((count, n))
+    start = time.perf_counter()
+    fn(X, V).block_until_ready()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    fn(X, V).block_until_ready()
+    return first, time.perf_counter() - start
+
+
+def batch_targets(quick: bool) -> list[bool]:
+    n, count = 10, 100_000
+    out: list[bool] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "points.csv"
+        _points_csv(path, n, count)
+        ours = _ours_batch(problems.dense(n), path, n)
+        jax_t = _jax_batch(n, count)
+        print(f"4. --points dense n={n}, {count:,} points: {ours:.2f} s compute "
+              f"({count / ours:,.0f} points/s)")
+        if jax_t is None:
+            print("   JAX anchor: jax is not installed (pip install -e '.[bench]'); "
+                  "ratios not measured")
+        else:
+            first, steady = jax_t
+            out.append(row("4. total vs JAX jit(vmap(vjp))", ours, first,
+                           "JAX incl. compile", 1.0, 0))
+            ratio = (count / ours) / (count / steady)
+            ok = ratio >= 0.5
+            print(f"   steady-state throughput: ours {count / ours:,.0f}/s, JAX "
+                  f"{count / steady:,.0f}/s, ratio {ratio:.2f} (target >= 0.5: "
+                  f"{'met' if ok else 'NOT met'})")
+            out.append(ok)
+        # 5. memory stays bounded: a big CSV streamed through the CLI
+        big = 200_000 if quick else 1_000_000
+        _points_csv(path, n, big, seed=1)
+        prog = Path(tmp) / "prog.txt"
+        prog.write_text(problems.dense(n))
+        t, _, rss = timed([PY, "-m", "jvp_cli", "-f", str(prog), "--points", str(path),
+                           "--v", ",".join(["1"] * n)], 1)
+        print(f"5. --points {big:,} points through the CLI: {t:.1f} s, peak RSS {rss} MiB "
+              f"(the CSV is {path.stat().st_size / 2**20:.0f} MiB)")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -90,7 +185,8 @@ def main() -> int:
                                problems.point(size), "--timeout", "0"], reps)
             results.append(row(name, t, base_t, "import torch, sympy, typer, rich", 3.0, rss))
 
-    print("\n4./5. --points batches: not implemented yet (see issue 5).")
+    # 4. many points in one process (dense family n=10, 100,000 points, v fixed)
+    results.extend(batch_targets(args.quick))
     print(f"\n{sum(results)} of {len(results)} measured targets met.")
     return 0
 
