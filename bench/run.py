@@ -20,21 +20,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import problems  # noqa: E402
+import problems
 
 PY = sys.executable
 SEED = "x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3"
 
 
-def timed(cmd: list[str], repeat: int, ok_codes: tuple[int, ...] = (0, 1)
-          ) -> tuple[float, float, int]:  # fmt: skip
+def timed(
+    cmd: list[str], repeat: int, ok_codes: tuple[int, ...] = (0, 1)
+) -> tuple[float, float, int]:
     """Median wall time, best time, and the largest peak RSS (MiB) over `repeat` runs."""
     times = []
     peak = 0
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = proc.stderr.read()  # type: ignore[union-attr]
         _, status, usage = os.wait4(proc.pid, 0)
         times.append(time.perf_counter() - start)
         code = os.waitstatus_to_exitcode(status)
@@ -47,8 +48,10 @@ def timed(cmd: list[str], repeat: int, ok_codes: tuple[int, ...] = (0, 1)
 def row(name: str, ours: float, anchor: float, anchor_name: str, target: float, rss: int) -> bool:
     ratio = ours / anchor
     ok = ratio <= target
-    print(f"{name:<34} {ours:8.2f} s   {anchor_name:<36} {anchor:6.2f} s   ratio {ratio:5.2f}"
-          f"  (target <= {target:.1f}: {'met' if ok else 'NOT met'})   peak RSS {rss} MiB")
+    print(
+        f"{name:<34} {ours:8.2f} s   {anchor_name:<36} {anchor:6.2f} s   ratio {ratio:5.2f}"
+        f"  (target <= {target:.1f}: {'met' if ok else 'NOT met'})   peak RSS {rss} MiB"
+    )
     return ok
 
 
@@ -67,15 +70,14 @@ def _ours_batch(text: str, csv_path: Path, n: int) -> float:
     """Compute time of this project's --points path (in-process, reading included)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from jvp_cli import api, batch
-
     import io
+
+    from jvp_cli import api, batch
 
     program, problem = api.make_problem(text)
     # imports (torch, SymPy) are not compute: warm up on one point first
     header = csv_path.open().readline()
-    batch.run(program, problem, io.StringIO(header + ",".join(["0.5"] * n) + "\n"),
-              [1.0] * n, None)
+    batch.run(program, problem, io.StringIO(header + ",".join(["0.5"] * n) + "\n"), [1.0] * n, None)
     with csv_path.open() as stream:
         start = time.perf_counter()
         batch.run(program, problem, stream, [1.0] * n, None)
@@ -94,11 +96,11 @@ def _jax_batch(n: int, count: int) -> tuple[float, float] | None:
     jax.config.update("jax_enable_x64", True)
     idx = jnp.arange(1, n + 1)
 
-    def f(x):  # noqa: ANN001, ANN202
+    def f(x):
         rows = jnp.sin(x[None, :] * (idx[:, None] + idx[None, :]) / n).sum(axis=1)
         return rows + x**2 * jnp.exp(-jnp.roll(x, -1))
 
-    def vjp_one(x, v):  # noqa: ANN001, ANN202
+    def vjp_one(x, v):
         return jax.vjp(f, x)[1](v)[0]
 
     fn = jax.jit(jax.vmap(vjp_one))
@@ -120,30 +122,51 @@ def batch_targets(quick: bool) -> list[bool]:
         _points_csv(path, n, count)
         ours = _ours_batch(problems.dense(n), path, n)
         jax_t = _jax_batch(n, count)
-        print(f"4. --points dense n={n}, {count:,} points: {ours:.2f} s compute "
-              f"({count / ours:,.0f} points/s)")
+        print(
+            f"4. --points dense n={n}, {count:,} points: {ours:.2f} s compute "
+            f"({count / ours:,.0f} points/s)"
+        )
         if jax_t is None:
-            print("   JAX anchor: jax is not installed (pip install -e '.[bench]'); "
-                  "ratios not measured")
+            print(
+                "   JAX anchor: jax is not installed (pip install -e '.[bench]'); "
+                "ratios not measured"
+            )
         else:
             first, steady = jax_t
-            out.append(row("4. total vs JAX jit(vmap(vjp))", ours, first,
-                           "JAX incl. compile", 1.0, 0))
+            out.append(
+                row("4. total vs JAX jit(vmap(vjp))", ours, first, "JAX incl. compile", 1.0, 0)
+            )
             ratio = (count / ours) / (count / steady)
             ok = ratio >= 0.5
-            print(f"   steady-state throughput: ours {count / ours:,.0f}/s, JAX "
-                  f"{count / steady:,.0f}/s, ratio {ratio:.2f} (target >= 0.5: "
-                  f"{'met' if ok else 'NOT met'})")
+            print(
+                f"   steady-state throughput: ours {count / ours:,.0f}/s, JAX "
+                f"{count / steady:,.0f}/s, ratio {ratio:.2f} (target >= 0.5: "
+                f"{'met' if ok else 'NOT met'})"
+            )
             out.append(ok)
         # 5. memory stays bounded: a big CSV streamed through the CLI
         big = 200_000 if quick else 1_000_000
         _points_csv(path, n, big, seed=1)
         prog = Path(tmp) / "prog.txt"
         prog.write_text(problems.dense(n))
-        t, _, rss = timed([PY, "-m", "jvp_cli", "-f", str(prog), "--points", str(path),
-                           "--v", ",".join(["1"] * n)], 1)
-        print(f"5. --points {big:,} points through the CLI: {t:.1f} s, peak RSS {rss} MiB "
-              f"(the CSV is {path.stat().st_size / 2**20:.0f} MiB)")
+        t, _, rss = timed(
+            [
+                PY,
+                "-m",
+                "jvp_cli",
+                "-f",
+                str(prog),
+                "--points",
+                str(path),
+                "--v",
+                ",".join(["1"] * n),
+            ],
+            1,
+        )
+        print(
+            f"5. --points {big:,} points through the CLI: {t:.1f} s, peak RSS {rss} MiB "
+            f"(the CSV is {path.stat().st_size / 2**20:.0f} MiB)"
+        )
     return out
 
 
@@ -164,13 +187,11 @@ def main() -> int:
     t, _, rss = timed([*vjp, "--help"], n)
     results.append(row("1. vjp --help", t, typer_t, 'python -c "import typer"', 1.5, rss))
     t, _, rss = timed([*vjp, "x", "--bogus"], n, ok_codes=(2,))
-    results.append(row("1. vjp (usage error)", t, typer_t, 'python -c "import typer"', 1.5,
-                       rss))
+    results.append(row("1. vjp (usage error)", t, typer_t, 'python -c "import typer"', 1.5, rss))
 
     # 2. the seed example, end to end
     t, _, rss = timed([*vjp, SEED, "--at", "1,2,3", "--v", "3,2,1"], n)
-    results.append(row("2. seed example", t, base_t, "import torch, sympy, typer, rich", 1.0,
-                       rss))
+    results.append(row("2. seed example", t, base_t, "import torch, sympy, typer, rich", 1.0, rss))
 
     # 3. large systems from a file, full report
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,8 +202,20 @@ def main() -> int:
             path = Path(tmp) / "prog.txt"
             path.write_text(text)
             reps = max(1, n // 3)
-            t, _, rss = timed([*vjp, "-f", str(path), "--at", problems.point(size), "--v",
-                               problems.point(size), "--timeout", "0"], reps)
+            t, _, rss = timed(
+                [
+                    *vjp,
+                    "-f",
+                    str(path),
+                    "--at",
+                    problems.point(size),
+                    "--v",
+                    problems.point(size),
+                    "--timeout",
+                    "0",
+                ],
+                reps,
+            )
             results.append(row(name, t, base_t, "import torch, sympy, typer, rich", 3.0, rss))
 
     # 4. many points in one process (dense family n=10, 100,000 points, v fixed)

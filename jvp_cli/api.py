@@ -28,11 +28,17 @@ def _value(
     lead = offset + len(text) - len(text.lstrip())
     if body in FILLS:
         if shape_hint is None:
-            raise InputError(f"'{body}' needs a shape", where=where,
-                             fix="add --shape NAME=2,3 for this variable")  # fmt: skip
+            raise InputError(
+                f"'{body}' needs a shape", where=where, fix="add --shape NAME=2,3 for this variable"
+            )
         n = math.prod(shape_hint)
-        data = [1.0] * n if body == "ones" else [0.0] * n if body == "zeros" else list(
-            map(float, range(n)))  # fmt: skip
+        data = (
+            [1.0] * n
+            if body == "ones"
+            else [0.0] * n
+            if body == "zeros"
+            else list(map(float, range(n)))
+        )
         return shape_hint, tuple(data)
     if body.startswith("["):
         return _nested(body, lead, source, where)
@@ -44,36 +50,52 @@ def _scalar(text: str, offset: int, source: str, where: str) -> float:
         return lang.evaluate_constant(text, where)
     except InputError as exc:
         pos = None if exc.pos is None else offset + exc.pos
-        raise InputError(exc.what, where=where, source=source if pos is not None else None,
-                         pos=pos, fix=exc.fix) from None  # fmt: skip
+        raise InputError(
+            exc.what, where=where, source=source if pos is not None else None, pos=pos, fix=exc.fix
+        ) from None
 
 
 def _nested(body: str, offset: int, source: str, where: str) -> Value:
     """[[1, 2], [3, 4]] -> ((2, 2), (1, 2, 3, 4)); every row must have the same shape."""
     if not body.endswith("]"):
-        raise InputError("'[' is never closed", where=where, source=source, pos=offset,
-                         fix="close every '[' with ']'")  # fmt: skip
+        raise InputError(
+            "'[' is never closed",
+            where=where,
+            source=source,
+            pos=offset,
+            fix="close every '[' with ']'",
+        )
     inner = body[1:-1]
     if not inner.strip():
-        raise InputError("empty list '[]'", where=where, source=source, pos=offset,
-                         fix="give at least one number")  # fmt: skip
+        raise InputError(
+            "empty list '[]'",
+            where=where,
+            source=source,
+            pos=offset,
+            fix="give at least one number",
+        )
     shapes: list[Shape] = []
     flat: list[float] = []
     for text, off in lang.split_items(inner):
         pos = offset + 1 + off
         piece = text.strip()
         if not piece:
-            raise InputError("empty element", where=where, source=source, pos=pos,
-                             fix="remove the extra comma")  # fmt: skip
+            raise InputError(
+                "empty element", where=where, source=source, pos=pos, fix="remove the extra comma"
+            )
         lead = pos + len(text) - len(text.lstrip())
         if piece.startswith("["):
             shape, data = _nested(piece, lead, source, where)
         else:
             shape, data = (), (_scalar(text, pos, source, where),)
         if shapes and shape != shapes[0]:
-            raise InputError(f"ragged nested list: element of shape {fmt(shape)} after "
-                             f"{fmt(shapes[0])}", where=where, source=source, pos=lead,
-                             fix="every row needs the same length")  # fmt: skip
+            raise InputError(
+                f"ragged nested list: element of shape {fmt(shape)} after {fmt(shapes[0])}",
+                where=where,
+                source=source,
+                pos=lead,
+                fix="every row needs the same length",
+            )
         shapes.append(shape)
         flat.extend(data)
     if len(flat) > MAX_ELEMENTS:
@@ -103,14 +125,22 @@ def parse_values(
     for text in texts:
         pieces = list(lang.split_items(text))
         if len(pieces) == 1 and not pieces[0][0].strip():
-            raise InputError(f"{option} is empty", where=option,
-                             fix=f"give {len(names)} comma-separated value(s) for {what}")  # fmt: skip
+            raise InputError(
+                f"{option} is empty",
+                where=option,
+                fix=f"give {len(names)} comma-separated value(s) for {what}",
+            )
         items.extend((piece, off, text) for piece, off in pieces)
     parsed: list[tuple[str | None, int, str, int, str]] = []
     for k, (item, offset, source) in enumerate(items, start=1):
         if not item.strip():
-            raise InputError(f"item {k} is empty", where=option, source=source, pos=offset,
-                             fix="remove the extra comma or give a value")  # fmt: skip
+            raise InputError(
+                f"item {k} is empty",
+                where=option,
+                source=source,
+                pos=offset,
+                fix="remove the extra comma or give a value",
+            )
         name: str | None = None
         expr, expr_off = item, offset
         eq = item.find("=")
@@ -122,25 +152,38 @@ def parse_values(
 
     named = [p for p in parsed if p[0] is not None]
     if named and len(named) != len(parsed):
-        raise InputError("mixes named (a=1) and positional values", where=option,
-                         fix="name every value or none")  # fmt: skip
+        raise InputError(
+            "mixes named (a=1) and positional values", where=option, fix="name every value or none"
+        )
     if not named:
         if len(parsed) != len(names):
             raise InputError(
                 f"got {len(parsed)} value{'s' if len(parsed) != 1 else ''} but there "
                 f"{'is' if len(names) == 1 else 'are'} {len(names)} {what} "
-                f"({', '.join(names)})", where=option,
-                fix=f"give exactly {len(names)}, in that order, or name them (a=1,b=2)")  # fmt: skip
+                f"({', '.join(names)})",
+                where=option,
+                fix=f"give exactly {len(names)}, in that order, or name them (a=1,b=2)",
+            )
         parsed = [(n, k, e, o, src) for n, (_, k, e, o, src) in zip(names, parsed, strict=True)]
     out: dict[str, Value] = {}
     for name, k, expr, off, source in parsed:
         assert name is not None
         if name not in names:
-            raise InputError(f"'{printable(name)}' is not one of the {what}", where=option,
-                             source=source, pos=off, fix=f"use {', '.join(names)}")  # fmt: skip
+            raise InputError(
+                f"'{printable(name)}' is not one of the {what}",
+                where=option,
+                source=source,
+                pos=off,
+                fix=f"use {', '.join(names)}",
+            )
         if name in out:
-            raise InputError(f"'{name}' is given twice", where=option, source=source,
-                             pos=off, fix="give each name once")  # fmt: skip
+            raise InputError(
+                f"'{name}' is given twice",
+                where=option,
+                source=source,
+                pos=off,
+                fix="give each name once",
+            )
         want = shapes.get(name)
         shape, data = _value(expr, off, source, option, k, want)
         if want is not None and shape != want:
@@ -149,14 +192,21 @@ def parse_values(
             else:
                 raise InputError(
                     f"{name} has shape {fmt(shape)} here but {fmt(want)} is expected",
-                    where=option, source=source, pos=off,
+                    where=option,
+                    source=source,
+                    pos=off,
                     fix=f"give {name} as nested lists of shape {fmt(want)}"
-                    if want else f"give {name} as one number")  # fmt: skip
+                    if want
+                    else f"give {name} as one number",
+                )
         out[name] = (shape, data)
     missing = [n for n in names if n not in out]
     if missing:
-        raise InputError(f"no value for {', '.join(missing)}", where=option,
-                         fix=f"give all {len(names)} {what}: {', '.join(names)}")  # fmt: skip
+        raise InputError(
+            f"no value for {', '.join(missing)}",
+            where=option,
+            fix=f"give all {len(names)} {what}: {', '.join(names)}",
+        )
     return out
 
 
@@ -166,8 +216,9 @@ def parse_shapes(texts: Sequence[str], variables: Sequence[str]) -> dict[str, Sh
     for text in texts:
         current: str | None = None
         dims: list[int] = []
-        for piece, _ in lang.split_items(text.replace("(", "").replace(")", "")
-                                         .replace("[", "").replace("]", "")):  # fmt: skip
+        for piece, _ in lang.split_items(
+            text.replace("(", "").replace(")", "").replace("[", "").replace("]", "")
+        ):
             piece = piece.strip()
             if "=" in piece:
                 if current is not None:
@@ -175,8 +226,11 @@ def parse_shapes(texts: Sequence[str], variables: Sequence[str]) -> dict[str, Sh
                 name, first = (t.strip() for t in piece.split("=", 1))
                 lang.check_identifier(name, "--shape")
                 if name not in variables:
-                    raise InputError(f"'{name}' is not a variable", where="--shape",
-                                     fix=f"variables: {', '.join(variables)}")  # fmt: skip
+                    raise InputError(
+                        f"'{name}' is not a variable",
+                        where="--shape",
+                        fix=f"variables: {', '.join(variables)}",
+                    )
                 if name in result or name == current:
                     raise InputError(f"'{name}' is given twice", where="--shape")
                 current, dims = name, []
@@ -186,15 +240,20 @@ def parse_shapes(texts: Sequence[str], variables: Sequence[str]) -> dict[str, Sh
             if not piece:
                 continue
             if not piece.isdigit() or int(piece) < 1 or len(piece) > 6:
-                raise InputError(f"size '{printable(piece)}' is not a positive integer",
-                                 where="--shape", fix="e.g. --shape x=2,3")  # fmt: skip
+                raise InputError(
+                    f"size '{printable(piece)}' is not a positive integer",
+                    where="--shape",
+                    fix="e.g. --shape x=2,3",
+                )
             dims.append(int(piece))
         if current is not None:
             result[current] = tuple(dims)
     for name, shape in result.items():
         if math.prod(shape) > MAX_ELEMENTS:
-            raise InputError(f"{name}: shape {fmt(shape)} has more than {MAX_ELEMENTS:,} "
-                             "elements", where="--shape")  # fmt: skip
+            raise InputError(
+                f"{name}: shape {fmt(shape)} has more than {MAX_ELEMENTS:,} elements",
+                where="--shape",
+            )
     return result
 
 
@@ -236,9 +295,11 @@ def make_problem(
     out_order = parse_names(outputs, "--outputs") if outputs is not None else None
     program = lang.parse_program(functions, variables=var_order, outputs=out_order)
     if not program.variables:
-        raise InputError("the functions contain no variables, so there is nothing to "
-                         "differentiate", where="the functions",
-                         fix="use at least one variable, or name them with --vars")  # fmt: skip
+        raise InputError(
+            "the functions contain no variables, so there is nothing to differentiate",
+            where="the functions",
+            fix="use at least one variable, or name them with --vars",
+        )
     declared = parse_shapes([shape] if isinstance(shape, str) else shape, program.variables)
     point = vv = uu = None
     var_shapes = {n: declared.get(n, ()) for n in program.variables}
@@ -250,17 +311,25 @@ def make_problem(
     implicit = False
     if v:
         if point is None:
-            raise InputError("--v needs a point", where="--at",
-                             fix="add --at with a value for each variable")  # fmt: skip
-        vals = parse_values(v, program.outputs, "--v", "functions (outputs)",
-                            dict(zip(program.outputs, out_shapes, strict=True)), exact=True)  # fmt: skip
+            raise InputError(
+                "--v needs a point", where="--at", fix="add --at with a value for each variable"
+            )
+        vals = parse_values(
+            v,
+            program.outputs,
+            "--v",
+            "functions (outputs)",
+            dict(zip(program.outputs, out_shapes, strict=True)),
+            exact=True,
+        )
         vv = _flat(vals, program.outputs)
     elif point is not None and len(program.outputs) == 1 and out_shapes[0] == ():
         vv, implicit = (1.0,), True
     if u:
         if point is None:
-            raise InputError("--u needs a point", where="--at",
-                             fix="add --at with a value for each variable")  # fmt: skip
+            raise InputError(
+                "--u needs a point", where="--at", fix="add --at with a value for each variable"
+            )
         vals = parse_values(u, program.variables, "--u", "variables", var_shapes, exact=True)
         uu = _flat(vals, program.variables)
     for name, value in (("--rtol", rtol), ("--atol", atol)):
@@ -300,10 +369,15 @@ def solve(program: lang.Program, problem: Problem) -> Report:
     if problem.point is None:
         return Report(problem, sym)
     if problem.v is None:
-        what = (f"y has {len(problem.outputs)} components" if len(problem.outputs) > 1
-                else f"{problem.outputs[0]} has shape {fmt(problem.output_shapes[0])}")  # fmt: skip
-        notes.append(f"no VJP taken: {what}, and torch refuses an implicit gradient for a "
-                     "non-scalar output (backward() needs v); pass --v")  # fmt: skip
+        what = (
+            f"y has {len(problem.outputs)} components"
+            if len(problem.outputs) > 1
+            else f"{problem.outputs[0]} has shape {fmt(problem.output_shapes[0])}"
+        )
+        notes.append(
+            f"no VJP taken: {what}, and torch refuses an implicit gradient for a "
+            "non-scalar output (backward() needs v); pass --v"
+        )
     elif problem.v_implicit:
         notes.append("v = 1 for the scalar output, as out.backward() does")
     if any(call.func in ("max", "min") for call in _calls(program)):
@@ -314,8 +388,9 @@ def solve(program: lang.Program, problem: Problem) -> Report:
 
     from . import autograd
 
-    ag = autograd.evaluate(program, problem.shapes, problem.point, problem.v, problem.u,
-                           problem.dtype, problem.device)  # fmt: skip
+    ag = autograd.evaluate(
+        program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype, problem.device
+    )
     assert sym.jacobian is not None
     checks = [compare("jacobian", sym.jacobian, ag.jacobian, problem.rtol, problem.atol)]
     if problem.v is not None:

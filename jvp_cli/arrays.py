@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -59,9 +59,9 @@ class Backend:
 def _along(a: np.ndarray, axis: int | None, fn: Callable[[list[Any]], Any]) -> np.ndarray:
     """Apply `fn` to each 1-D lane of `a` along `axis` (all elements when None)."""
     if axis is None:
-        out = np.empty((), dtype=object)
-        out[()] = fn(list(a.flat))
-        return out
+        whole = np.empty((), dtype=object)
+        whole[()] = fn(list(a.flat))
+        return whole
     moved = np.moveaxis(a, axis, -1)
     lanes = moved.reshape(-1, moved.shape[-1])
     out = np.empty(len(lanes), dtype=object)
@@ -170,7 +170,7 @@ class FloatBackend(Backend):
     overflows, so the point can be judged before SymPy evaluates anything there."""
 
     dtype = np.float64
-    _funcs: dict[str, Callable[..., np.ndarray]] = {
+    _funcs: ClassVar[dict[str, Callable[..., np.ndarray]]] = {
         "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
         "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "exp": np.exp,
         "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
@@ -205,8 +205,8 @@ class FloatBackend(Backend):
         return np.asarray(np.power(a, b), dtype=np.float64)
 
     def reduce(self, kind: str, a: np.ndarray, axis: int | None) -> np.ndarray:
-        fn = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min}[kind]
-        return np.asarray(fn(a, axis=axis), dtype=np.float64)
+        reducers: dict[str, Any] = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min}
+        return np.asarray(reducers[kind](a, axis=axis), dtype=np.float64)
 
     def after(self, node: lang.Node, value: np.ndarray, args: list[np.ndarray]) -> None:
         if np.all(np.isfinite(value)):
@@ -221,7 +221,9 @@ class FloatBackend(Backend):
 def _is_pole(node: lang.Node, args: list[np.ndarray]) -> bool:
     """An infinite result from a division by zero, log(0), or 0 to a negative power."""
     if isinstance(node, lang.Chain) and node.kind == "mul":
-        return any(op == "/" and np.any(a == 0) for (op, _), a in zip(node.rest, args[1:]))
+        return any(
+            op == "/" and np.any(a == 0) for (op, _), a in zip(node.rest, args[1:], strict=True)
+        )
     if isinstance(node, lang.Call) and node.func == "log":
         return bool(np.any(args[0] == 0))
     if isinstance(node, lang.Pow):

@@ -128,8 +128,9 @@ def _floats(t: torch.Tensor) -> tuple[float, ...]:
     return tuple(float(x) for x in t.detach().to("cpu", torch.float64).reshape(-1).tolist())
 
 
-def _split(flat: Sequence[float], shapes: Sequence[Shape], dtype: torch.dtype,
-           device: torch.device) -> list[torch.Tensor]:  # fmt: skip
+def _split(
+    flat: Sequence[float], shapes: Sequence[Shape], dtype: torch.dtype, device: torch.device
+) -> list[torch.Tensor]:
     out = []
     k = 0
     for shape in shapes:

@@ -43,18 +43,27 @@ def check_supported(program: lang.Program, problem: Problem) -> None:
     """Batches run element-wise programs of scalar variables (a reduction over a batched
     variable would reduce over the batch)."""
     if any(problem.shapes) or any(problem.output_shapes):
-        raise InputError("--points takes scalar variables and outputs only", where="--points",
-                         fix="give tensor problems one point at a time with --at")  # fmt: skip
+        raise InputError(
+            "--points takes scalar variables and outputs only",
+            where="--points",
+            fix="give tensor problems one point at a time with --at",
+        )
     stack = [node for _, node in program.definitions] + list(program.output_exprs)
     while stack:
         n = stack.pop()
-        bad = (isinstance(n, (lang.Index, lang.Transpose))
-               or (isinstance(n, lang.Call) and n.func in lang.TENSOR_FUNCTIONS)
-               or (isinstance(n, lang.Chain) and any(op == "@" for op, _ in n.rest)))  # fmt: skip
+        bad = (
+            isinstance(n, (lang.Index, lang.Transpose))
+            or (isinstance(n, lang.Call) and n.func in lang.TENSOR_FUNCTIONS)
+            or (isinstance(n, lang.Chain) and any(op == "@" for op, _ in n.rest))
+        )
         if bad:
-            raise InputError("--points takes element-wise programs only", where="--points",
-                             source=program.source, pos=getattr(n, "pos", None),
-                             fix="tensor operations need --at, one point at a time")  # fmt: skip
+            raise InputError(
+                "--points takes element-wise programs only",
+                where="--points",
+                source=program.source,
+                pos=getattr(n, "pos", None),
+                fix="tensor operations need --at, one point at a time",
+            )
         stack.extend(lang.children(n))
 
 
@@ -62,36 +71,50 @@ def _number(text: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"'{text.strip()[:40]}' is not a number", where=where,
-                         fix="write plain decimal numbers") from None  # fmt: skip
+        raise InputError(
+            f"'{text.strip()[:40]}' is not a number", where=where, fix="write plain decimal numbers"
+        ) from None
     if not math.isfinite(value):
-        raise InputError(f"'{text.strip()[:40]}' is not a finite number", where=where,
-                         fix="no nan, inf or values beyond 1.8e308")  # fmt: skip
+        raise InputError(
+            f"'{text.strip()[:40]}' is not a finite number",
+            where=where,
+            fix="no nan, inf or values beyond 1.8e308",
+        )
     return value
 
 
 Row = tuple[int, list[float], list[float] | None]  # line number, values, per-row v
 
 
-def _csv_header(first: str, first_no: int, variables: Sequence[str], outputs: Sequence[str]
-                ) -> tuple[list[str], list[int], list[int] | None]:  # fmt: skip
+def _csv_header(
+    first: str, first_no: int, variables: Sequence[str], outputs: Sequence[str]
+) -> tuple[list[str], list[int], list[int] | None]:
     """Column names, the column of each variable, and of each output's v (or None)."""
     header = [h.strip() for h in next(csv.reader([first]))]
     where = f"--points line {first_no}"
     for k, name in enumerate(header, start=1):
         if name not in variables and not (name.startswith("v:") and name[2:] in outputs):
-            raise InputError(f"column {k} '{name[:40]}' is neither a variable nor v:OUTPUT",
-                             where=where, fix=f"variables: {', '.join(variables)}")  # fmt: skip
+            raise InputError(
+                f"column {k} '{name[:40]}' is neither a variable nor v:OUTPUT",
+                where=where,
+                fix=f"variables: {', '.join(variables)}",
+            )
     if len(set(header)) != len(header):
         raise InputError("a column name is repeated", where=where)
     missing = [v for v in variables if v not in header]
     if missing:
-        raise InputError(f"no column for {', '.join(missing)}", where=where,
-                         fix="the header names every variable")  # fmt: skip
+        raise InputError(
+            f"no column for {', '.join(missing)}",
+            where=where,
+            fix="the header names every variable",
+        )
     v_cols = [h for h in header if h.startswith("v:")]
     if v_cols and len(v_cols) != len(outputs):
-        raise InputError(f"v columns for some outputs only ({', '.join(v_cols)})", where=where,
-                         fix=f"give v:NAME for every output: {', '.join(outputs)}")  # fmt: skip
+        raise InputError(
+            f"v columns for some outputs only ({', '.join(v_cols)})",
+            where=where,
+            fix=f"give v:NAME for every output: {', '.join(outputs)}",
+        )
     pos = {name: k for k, name in enumerate(header)}
     v_idx = [pos["v:" + o] for o in outputs] if v_cols else None
     return header, [pos[v] for v in variables], v_idx
@@ -100,15 +123,21 @@ def _csv_header(first: str, first_no: int, variables: Sequence[str], outputs: Se
 def _csv_row(text: str, line_no: int, width: int) -> list[float]:
     cells = next(csv.reader([text]))
     if len(cells) != width:
-        raise InputError(f"{len(cells)} fields but the header has {width}",
-                         where=f"--points line {line_no}")  # fmt: skip
+        raise InputError(
+            f"{len(cells)} fields but the header has {width}", where=f"--points line {line_no}"
+        )
     return [_number(c, f"--points line {line_no}, column {k}")
             for k, c in enumerate(cells, start=1)]  # fmt: skip
 
 
-def _csv_chunks(lines: Iterator[str], first: str, first_no: int, variables: Sequence[str],
-                outputs: Sequence[str], size: int) -> Iterator[tuple[list[int], np.ndarray,
-                                                                   np.ndarray | None]]:  # fmt: skip
+def _csv_chunks(
+    lines: Iterator[str],
+    first: str,
+    first_no: int,
+    variables: Sequence[str],
+    outputs: Sequence[str],
+    size: int,
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray | None]]:
     """Blocks of rows, parsed by numpy when they are clean; a block with a bad row is parsed
     row by row, so the rows before it still come out and the error names its line and
     column."""
@@ -143,8 +172,7 @@ def _csv_chunks(lines: Iterator[str], first: str, first_no: int, variables: Sequ
             except InputError:
                 if good:
                     arr = np.array(good, dtype=np.float64)
-                    yield (numbers[: len(good)], arr[:, var_idx],
-                           arr[:, v_idx] if v_idx else None)  # fmt: skip
+                    yield (numbers[: len(good)], arr[:, var_idx], arr[:, v_idx] if v_idx else None)
                 raise
             data = np.array(good, dtype=np.float64)
         yield numbers, data[:, var_idx], data[:, v_idx] if v_idx else None
@@ -154,12 +182,16 @@ def _reject(token: str) -> Any:
     raise ValueError(f"{token} is not a finite number")
 
 
-def _json_rows(lines: Iterator[str], first: str, first_no: int, variables: Sequence[str],
-               outputs: Sequence[str]) -> Iterator[Row]:  # fmt: skip
+def _json_rows(
+    lines: Iterator[str],
+    first: str,
+    first_no: int,
+    variables: Sequence[str],
+    outputs: Sequence[str],
+) -> Iterator[Row]:
     def rows() -> Iterator[tuple[int, str]]:
         yield first_no, first
-        for k, text in enumerate(lines, start=first_no + 1):
-            yield k, text
+        yield from enumerate(lines, start=first_no + 1)
 
     for line_no, text in rows():
         if not text.strip():
@@ -169,20 +201,28 @@ def _json_rows(lines: Iterator[str], first: str, first_no: int, variables: Seque
             obj = json.loads(text, parse_constant=_reject)
         except ValueError as exc:
             col = getattr(exc, "colno", None)
-            raise InputError(f"not valid JSON ({str(exc).split(':')[0]})"
-                             + (f" at column {col}" if col else ""), where=where,
-                             fix="one JSON object or array per line") from None  # fmt: skip
+            raise InputError(
+                f"not valid JSON ({str(exc).split(':')[0]})" + (f" at column {col}" if col else ""),
+                where=where,
+                fix="one JSON object or array per line",
+            ) from None
         v = None
         if isinstance(obj, list):
             if len(obj) != len(variables):
-                raise InputError(f"{len(obj)} values but there are {len(variables)} "
-                                 f"variables ({', '.join(variables)})", where=where)  # fmt: skip
+                raise InputError(
+                    f"{len(obj)} values but there are {len(variables)} "
+                    f"variables ({', '.join(variables)})",
+                    where=where,
+                )
             raw = obj
         elif isinstance(obj, dict):
             unknown = [k for k in obj if k not in variables and k != "v"]
             if unknown:
-                raise InputError(f"'{str(unknown[0])[:40]}' is not a variable", where=where,
-                                 fix=f"variables: {', '.join(variables)}")  # fmt: skip
+                raise InputError(
+                    f"'{str(unknown[0])[:40]}' is not a variable",
+                    where=where,
+                    fix=f"variables: {', '.join(variables)}",
+                )
             missing = [name for name in variables if name not in obj]
             if missing:
                 raise InputError(f"no value for {', '.join(missing)}", where=where)
@@ -192,8 +232,9 @@ def _json_rows(lines: Iterator[str], first: str, first_no: int, variables: Seque
                 if isinstance(vraw, dict):
                     vraw = [vraw.get(o) for o in outputs]
                 if not isinstance(vraw, list) or len(vraw) != len(outputs):
-                    raise InputError(f"\"v\" needs {len(outputs)} values, one per output",
-                                     where=where)  # fmt: skip
+                    raise InputError(
+                        f'"v" needs {len(outputs)} values, one per output', where=where
+                    )
                 v = [_json_number(x, where) for x in vraw]
         else:
             raise InputError("each line is a JSON object or array", where=where)
@@ -209,9 +250,9 @@ def _json_number(x: Any, where: str) -> float:
     return value
 
 
-def read_chunks(stream: IO[str], variables: Sequence[str], outputs: Sequence[str],
-                size: int | None = None) -> Iterator[tuple[list[int], np.ndarray,
-                                                     np.ndarray | None]]:  # fmt: skip
+def read_chunks(
+    stream: IO[str], variables: Sequence[str], outputs: Sequence[str], size: int | None = None
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray | None]]:
     """(line numbers, points, per-row v or None) in blocks of at most `size` rows. A bad
     row raises InputError after the block of good rows before it has been yielded."""
     size = size or CHUNK
@@ -220,8 +261,9 @@ def read_chunks(stream: IO[str], variables: Sequence[str], outputs: Sequence[str
         if first.strip():
             break
     else:
-        raise InputError("no points", where="--points", fix="give a CSV header and rows, or "
-                         "JSON lines")  # fmt: skip
+        raise InputError(
+            "no points", where="--points", fix="give a CSV header and rows, or JSON lines"
+        )
     if first.lstrip()[:1] not in "{[":
         yield from _csv_chunks(lines, first, line_no, variables, outputs, size)
         return
@@ -232,8 +274,9 @@ def read_chunks(stream: IO[str], variables: Sequence[str], outputs: Sequence[str
         if all(r[2] is None for r in chunk):
             return [r[0] for r in chunk], X, None
         # rows without their own "v" take the default (--v, or 1 for one output): NaN here
-        V = np.array([r[2] if r[2] is not None else [np.nan] * len(outputs) for r in chunk],
-                     dtype=np.float64)  # fmt: skip
+        V = np.array(
+            [r[2] if r[2] is not None else [np.nan] * len(outputs) for r in chunk], dtype=np.float64
+        )
         return [r[0] for r in chunk], X, V
 
     try:
@@ -285,15 +328,20 @@ def run(
         B = len(lines)
         if V is None:
             if default_v is None:
-                raise InputError(f"no v for the {m} outputs", where="--points",
-                                 fix="pass --v, or v:NAME columns / a \"v\" key per row")  # fmt: skip
+                raise InputError(
+                    f"no v for the {m} outputs",
+                    where="--points",
+                    fix='pass --v, or v:NAME columns / a "v" key per row',
+                )
             V = np.tile(np.asarray(default_v, dtype=np.float64), (B, 1))
         elif np.isnan(V).any():
             missing = np.isnan(V).any(axis=1)
             if default_v is None:
-                raise InputError(f"no v for the {m} outputs",
-                                 where=f"--points line {lines[int(np.argmax(missing))]}",
-                                 fix="pass --v, or give \"v\" on every row")  # fmt: skip
+                raise InputError(
+                    f"no v for the {m} outputs",
+                    where=f"--points line {lines[int(np.argmax(missing))]}",
+                    fix='pass --v, or give "v" on every row',
+                )
             V[missing] = np.asarray(default_v, dtype=np.float64)
 
         # SymPy side: the Jacobian's entries over the whole chunk, then V^T J per point.
@@ -307,18 +355,26 @@ def run(
         # torch side: batched leaves, the real outputs stacked, y.backward(V).
         leaves = [torch.tensor(X[:, j], dtype=tdtype, device=dev, requires_grad=True)
                   for j in range(n)]  # fmt: skip
-        outs = autograd.run(program, dict(zip(problem.variables, leaves, strict=True)),
-                            leaves[0])  # fmt: skip
+        outs = autograd.run(program, dict(zip(problem.variables, leaves, strict=True)), leaves[0])
         y = torch.stack([o.expand(B) for o in outs], dim=1)
         if y.requires_grad:
             y.backward(torch.tensor(V, dtype=tdtype, device=dev))
-        tor = np.stack([
-            leaf.grad.detach().to("cpu", torch.float64).numpy() if leaf.grad is not None
-            else np.zeros(B) for leaf in leaves], axis=1)  # fmt: skip
+        tor = np.stack(
+            [
+                leaf.grad.detach().to("cpu", torch.float64).numpy()
+                if leaf.grad is not None
+                else np.zeros(B)
+                for leaf in leaves
+            ],
+            axis=1,
+        )
         values = y.detach().to("cpu", torch.float64).numpy()
 
-        finite = (np.isfinite(sym).all(axis=1) & np.isfinite(tor).all(axis=1)
-                  & np.isfinite(values).all(axis=1))  # fmt: skip
+        finite = (
+            np.isfinite(sym).all(axis=1)
+            & np.isfinite(tor).all(axis=1)
+            & np.isfinite(values).all(axis=1)
+        )
         both = np.isfinite(sym) & np.isfinite(tor)
         with np.errstate(all="ignore"):  # NaN and inf entries are judged by `finite`
             diff = np.where(both, np.abs(tor - sym), 0.0).max(axis=1)
@@ -333,8 +389,18 @@ def run(
                 summary.worst, summary.worst_line = float(diff[k]), lines[k]
         if write is not None:
             for k in range(B):
-                write(_line(lines[k], problem, X[k], V[k], sym[k], tor[k], float(diff[k]),
-                            str(status[k])))  # fmt: skip
+                write(
+                    _line(
+                        lines[k],
+                        problem,
+                        X[k],
+                        V[k],
+                        sym[k],
+                        tor[k],
+                        float(diff[k]),
+                        str(status[k]),
+                    )
+                )
         summary.points += B
         if progress is not None:
             progress(summary.points)
@@ -352,13 +418,29 @@ def _num(x: float) -> float | str:
     return 0.0 if x == 0 else float(x)
 
 
-def _line(line: int, problem: Problem, x: np.ndarray, v: np.ndarray, sym: np.ndarray,
-          tor: np.ndarray, diff: float, status: str) -> str:  # fmt: skip
-    return json.dumps({
-        "line": line,
-        "point": {name: float(val) for name, val in zip(problem.variables, x, strict=True)},
-        "vjp": {"v": [float(t) for t in v], "sympy": [_num(t) for t in sym],
-                "torch": [_num(t) for t in tor], "max_abs_diff": _num(diff),
-                "agree": status == "agree", "status": status},
-        "agree": status == "agree",
-    }, allow_nan=False)  # fmt: skip
+def _line(
+    line: int,
+    problem: Problem,
+    x: np.ndarray,
+    v: np.ndarray,
+    sym: np.ndarray,
+    tor: np.ndarray,
+    diff: float,
+    status: str,
+) -> str:
+    return json.dumps(
+        {
+            "line": line,
+            "point": {name: float(val) for name, val in zip(problem.variables, x, strict=True)},
+            "vjp": {
+                "v": [float(t) for t in v],
+                "sympy": [_num(t) for t in sym],
+                "torch": [_num(t) for t in tor],
+                "max_abs_diff": _num(diff),
+                "agree": status == "agree",
+                "status": status,
+            },
+            "agree": status == "agree",
+        },
+        allow_nan=False,
+    )

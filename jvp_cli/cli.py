@@ -361,9 +361,21 @@ def execute(
     try:
         source = _read_source(functions, file)
         if points is not None:
-            return _batch(source, points, v=v, variables=variables, outputs=outputs,
-                          dtype=dtype, device=device, rtol=rtol, atol=atol, json_out=json_out,
-                          at=at, u=u, timeout=timeout)  # fmt: skip
+            return _batch(
+                source,
+                points,
+                v=v,
+                variables=variables,
+                outputs=outputs,
+                dtype=dtype,
+                device=device,
+                rtol=rtol,
+                atol=atol,
+                json_out=json_out,
+                at=at,
+                u=u,
+                timeout=timeout,
+            )
 
         def work() -> tuple[Any, str]:
             program, problem = api.make_problem(
@@ -426,27 +438,50 @@ def execute(
     return report.exit_code
 
 
-def _batch(source: str, points: str, *, v: list[str] | None, variables: str | None,
-           outputs: str | None, dtype: str, device: str, rtol: float | None,
-           atol: float | None, json_out: bool, at: list[str] | None, u: list[str] | None,
-           timeout: float) -> ExitCode:  # fmt: skip
+def _batch(
+    source: str,
+    points: str,
+    *,
+    v: list[str] | None,
+    variables: str | None,
+    outputs: str | None,
+    dtype: str,
+    device: str,
+    rtol: float | None,
+    atol: float | None,
+    json_out: bool,
+    at: list[str] | None,
+    u: list[str] | None,
+    timeout: float,
+) -> ExitCode:
     """--points: stream the points, one JSON line each (--json) or a summary table."""
     from . import api, batch
 
     if at or u:
-        raise InputError("--points replaces --at (and takes no --u)", where="usage",
-                         fix="put the points in the file, one per row")  # fmt: skip
-    program, problem = api.make_problem(source, variables=variables, outputs=outputs,
-                                        dtype=dtype, device=device, rtol=rtol, atol=atol)  # fmt: skip
+        raise InputError(
+            "--points replaces --at (and takes no --u)",
+            where="usage",
+            fix="put the points in the file, one per row",
+        )
+    program, problem = api.make_problem(
+        source,
+        variables=variables,
+        outputs=outputs,
+        dtype=dtype,
+        device=device,
+        rtol=rtol,
+        atol=atol,
+    )
     fixed_v = None
     if v:
         parsed = api.parse_values(v, program.outputs, "--v", "functions (outputs)")
         fixed_v = [x for name in program.outputs for x in parsed[name][1]]
     try:
-        stream = sys.stdin if points == "-" else open(points, encoding="utf-8")  # noqa: SIM115
+        stream = sys.stdin if points == "-" else open(points, encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"cannot read {printable(points)}: {exc.strerror}",
-                         where="--points") from None  # fmt: skip
+        raise InputError(
+            f"cannot read {printable(points)}: {exc.strerror}", where="--points"
+        ) from None
     bar = _Progress() if sys.stderr.isatty() else None
 
     def write(line: str) -> None:
@@ -454,8 +489,14 @@ def _batch(source: str, points: str, *, v: list[str] | None, variables: str | No
 
     def work() -> Any:
         try:
-            return batch.run(program, problem, stream, fixed_v, write if json_out else None,
-                             bar.update if bar else None)  # fmt: skip
+            return batch.run(
+                program,
+                problem,
+                stream,
+                fixed_v,
+                write if json_out else None,
+                bar.update if bar else None,
+            )
         finally:
             if stream is not sys.stdin:
                 stream.close()
@@ -470,12 +511,25 @@ def _batch(source: str, points: str, *, v: list[str] | None, variables: str | No
         from rich.table import Table
 
         table = Table(title="--points summary", title_justify="left")
-        for col in ("points", "agree", "disagree", "undefined", "worst |SymPy - torch|",
-                    "at line", "seconds"):  # fmt: skip
+        for col in (
+            "points",
+            "agree",
+            "disagree",
+            "undefined",
+            "worst |SymPy - torch|",
+            "at line",
+            "seconds",
+        ):
             table.add_column(col, justify="right")
-        table.add_row(str(summary.points), str(summary.agree), str(summary.disagree),
-                      str(summary.undefined), f"{summary.worst:.3g}",
-                      str(summary.worst_line or "-"), f"{summary.seconds:.2f}")  # fmt: skip
+        table.add_row(
+            str(summary.points),
+            str(summary.agree),
+            str(summary.disagree),
+            str(summary.undefined),
+            f"{summary.worst:.3g}",
+            str(summary.worst_line or "-"),
+            f"{summary.seconds:.2f}",
+        )
         _console().print(table)
     ok = summary.disagree == 0 and summary.undefined == 0
     return ExitCode.AGREE if ok else ExitCode.DISAGREE

@@ -30,6 +30,7 @@ def evaluate(expr: Any, env: dict[Any, np.ndarray], size: int) -> np.ndarray:
     def ev(e: Any) -> Any:
         if e in memo:
             return memo[e]
+        out: Any
         if e.is_Symbol:
             out = env[e]
         elif e is sp.nan or e is sp.zoo:

@@ -48,8 +48,9 @@ def _check_fields(check: Check) -> dict[str, Any]:
     return out
 
 
-def _split(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
-           ) -> dict[str, Any]:  # fmt: skip
+def _split(
+    flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
+) -> dict[str, Any]:
     """Flat values -> {name: value nested in its shape}."""
     out: dict[str, Any] = {}
     k = 0
@@ -70,9 +71,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "functions": list(p.functions),
         "outputs": list(p.outputs),
         "shapes": {n: list(sh) for n, sh in zip(p.variables, p.shapes, strict=True)},
-        "output_shapes": {
-            n: list(sh) for n, sh in zip(p.outputs, p.output_shapes, strict=True)
-        },  # fmt: skip
+        "output_shapes": {n: list(sh) for n, sh in zip(p.outputs, p.output_shapes, strict=True)},
         "point": None if p.point is None else _split(p.point, p.variables, p.shapes),
     }
     jac: dict[str, Any] = {
@@ -197,15 +196,28 @@ def _window(n: int, limit: int) -> list[int | None]:
     return [*range(limit - 2), None, n - 1]
 
 
-def _matrix_table(title: str, rows: Sequence[Sequence[str]], row_names: Sequence[str],
-                  col_names: Sequence[str], full: bool = False) -> Any:  # fmt: skip
+def _matrix_table(
+    title: str,
+    rows: Sequence[Sequence[str]],
+    row_names: Sequence[str],
+    col_names: Sequence[str],
+    full: bool = False,
+) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
-                  box=None, header_style="bold", min_width=len(title))  # fmt: skip
-    cols: list[int | None] = list(range(len(col_names))) if full else _window(
-        len(col_names), MAX_COLS)  # fmt: skip
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+        box=None,
+        header_style="bold",
+        min_width=len(title),
+    )
+    cols: list[int | None] = (
+        list(range(len(col_names))) if full else _window(len(col_names), MAX_COLS)
+    )
     table.add_column("")
     for j in cols:
         table.add_column(Text("…" if j is None else col_names[j]), justify="right")
@@ -213,8 +225,10 @@ def _matrix_table(title: str, rows: Sequence[Sequence[str]], row_names: Sequence
         if i is None:
             table.add_row(Text("⋮"), *[Text("⋮") for _ in cols])
             continue
-        table.add_row(Text(row_names[i], style="bold"),
-                      *[Text("…" if j is None else rows[i][j]) for j in cols])  # fmt: skip
+        table.add_row(
+            Text(row_names[i], style="bold"),
+            *[Text("…" if j is None else rows[i][j]) for j in cols],
+        )
     return table
 
 
@@ -223,8 +237,9 @@ def _nested_text(values: Sequence[float], shape: tuple[int, ...]) -> str:
     return str(nested).replace("'", "")
 
 
-def _per_name(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
-              ) -> list[tuple[str, tuple[int, ...], Sequence[float]]]:  # fmt: skip
+def _per_name(
+    flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
+) -> list[tuple[str, tuple[int, ...], Sequence[float]]]:
     out = []
     k = 0
     for name, shape in zip(names, shapes, strict=True):
@@ -254,10 +269,19 @@ def to_rich(report: Report, full: bool = False) -> Any:
 
     head = Text()
     m, n = len(p.outputs), len(p.variables)
-    head.append(f"{m} output{'s' if m != 1 else ''} of {n} variable{'s' if n != 1 else ''}",
-                style="bold")  # fmt: skip
-    head.append(": " + ", ".join(_few([f"{v}{_shape_note(sh)}" for v, sh in
-                                       zip(p.variables, p.shapes, strict=True)], 12, full)))  # fmt: skip
+    head.append(
+        f"{m} output{'s' if m != 1 else ''} of {n} variable{'s' if n != 1 else ''}", style="bold"
+    )
+    head.append(
+        ": "
+        + ", ".join(
+            _few(
+                [f"{v}{_shape_note(sh)}" for v, sh in zip(p.variables, p.shapes, strict=True)],
+                12,
+                full,
+            )
+        )
+    )
     parts.append(head)
     funcs = Table.grid(padding=(0, 1))
     funcs.add_column(width=1)
@@ -269,31 +293,65 @@ def to_rich(report: Report, full: bool = False) -> Any:
         *range(8), *range(len(lines) - 2, len(lines))}  # fmt: skip
     for k, (name, text, style) in enumerate(lines):
         if k in keep:
-            funcs.add_row(Text(""), Text(name, style=style), Text("="),
-                          Text(text if full else _clip(text, 200)))  # fmt: skip
+            funcs.add_row(
+                Text(""),
+                Text(name, style=style),
+                Text("="),
+                Text(text if full else _clip(text, 200)),
+            )
         elif k == 8:
-            funcs.add_row(Text(""), Text("…"), Text(""),
-                          Text(f"{len(lines) - 10} more statements (--full shows all)"))  # fmt: skip
+            funcs.add_row(
+                Text(""),
+                Text("…"),
+                Text(""),
+                Text(f"{len(lines) - 10} more statements (--full shows all)"),
+            )
     parts.append(funcs)
     if p.point is not None:
         pt = Text("at ")
-        pt.append(", ".join(_few([f"{k} = {_nested_text(vals, sh)}" for k, sh, vals in
-                                  _per_name(p.point, p.variables, p.shapes)], 12, full)))  # fmt: skip
+        pt.append(
+            ", ".join(
+                _few(
+                    [
+                        f"{k} = {_nested_text(vals, sh)}"
+                        for k, sh, vals in _per_name(p.point, p.variables, p.shapes)
+                    ],
+                    12,
+                    full,
+                )
+            )
+        )
         parts.append(pt)
 
     title = Text("Symbolic Jacobian ", style="bold")
     rows_n, cols_n = len(s.row_labels), len(s.col_labels)
-    title.append(f"J = d({', '.join(_few(p.outputs, 4, full))}) / "
-                 f"d({', '.join(_few(p.variables, 4, full))})", style="dim")  # fmt: skip
+    title.append(
+        f"J = d({', '.join(_few(p.outputs, 4, full))}) / "
+        f"d({', '.join(_few(p.variables, 4, full))})",
+        style="dim",
+    )
     density = s.nonzeros / max(1, rows_n * cols_n)
     subtitle = Text(f"{rows_n} x {cols_n}, {s.nonzeros:,} nonzero ({density:.1%})", style="dim")
     if s.jacobian_pretty and not tensors:
         body: Any = Text(s.jacobian_pretty)
     else:
-        body = _matrix_table("", [[t if full else _clip(t) for t in r] for r in
-                                  s.jacobian_text], s.row_labels, s.col_labels, full)  # fmt: skip
-    parts.append(Panel(body, title=title, title_align="left", subtitle=subtitle,
-                       subtitle_align="left", expand=False))  # fmt: skip
+        body = _matrix_table(
+            "",
+            [[t if full else _clip(t) for t in r] for r in s.jacobian_text],
+            s.row_labels,
+            s.col_labels,
+            full,
+        )
+    parts.append(
+        Panel(
+            body,
+            title=title,
+            title_align="left",
+            subtitle=subtitle,
+            subtitle_align="left",
+            expand=False,
+        )
+    )
 
     if a is None:
         return Group(*parts, *[Text(note, style="dim") for note in report.notes])
@@ -301,12 +359,21 @@ def to_rich(report: Report, full: bool = False) -> Any:
     assert s.jacobian is not None
     grid = Table.grid(padding=(0, 4))
     grid.add_row(
-        _matrix_table("J at the point (SymPy)", [[fmt(x) for x in r] for r in s.jacobian],
-                      s.row_labels, s.col_labels, full),
-        _matrix_table("J (torch, a backward pass per row)",
-                      [[fmt(x) for x in r] for r in a.jacobian], s.row_labels, s.col_labels,
-                      full),
-    )  # fmt: skip
+        _matrix_table(
+            "J at the point (SymPy)",
+            [[fmt(x) for x in r] for r in s.jacobian],
+            s.row_labels,
+            s.col_labels,
+            full,
+        ),
+        _matrix_table(
+            "J (torch, a backward pass per row)",
+            [[fmt(x) for x in r] for r in a.jacobian],
+            s.row_labels,
+            s.col_labels,
+            full,
+        ),
+    )
     parts.append(grid)
     check = report.check("jacobian")
     assert check is not None
@@ -327,12 +394,21 @@ def to_rich(report: Report, full: bool = False) -> Any:
             sym_g = _per_name(s.vjp, p.variables, p.shapes)
             tor_g = _per_name(a.vjp, p.variables, p.shapes)
             for (name, sh, sv), (_, _, tv) in zip(sym_g, tor_g, strict=True):
-                body.add_row(Text(f"{name}.grad{_shape_note(sh)} SymPy"),
-                             Text(_nested_text(sv, sh)))  # fmt: skip
-                body.add_row(Text(f"{name}.grad{_shape_note(sh)} torch .backward"),
-                             Text(_nested_text(tv, sh)))  # fmt: skip
-        parts.append(Panel(Group(body, _verdict(check)), title=Text("VJP  v^T J", style="bold"),
-                           title_align="left", expand=False))  # fmt: skip
+                body.add_row(
+                    Text(f"{name}.grad{_shape_note(sh)} SymPy"), Text(_nested_text(sv, sh))
+                )
+                body.add_row(
+                    Text(f"{name}.grad{_shape_note(sh)} torch .backward"),
+                    Text(_nested_text(tv, sh)),
+                )
+        parts.append(
+            Panel(
+                Group(body, _verdict(check)),
+                title=Text("VJP  v^T J", style="bold"),
+                title_align="left",
+                expand=False,
+            )
+        )
     if p.u is not None:
         check = report.check("jvp")
         assert check is not None and s.jvp is not None and a.jvp is not None
@@ -348,17 +424,25 @@ def to_rich(report: Report, full: bool = False) -> Any:
             tor_o = _per_name(a.jvp, p.outputs, p.output_shapes)
             for (name, sh, sv), (_, _, tv) in zip(sym_o, tor_o, strict=True):
                 body.add_row(Text(f"d{name}{_shape_note(sh)} SymPy"), Text(_nested_text(sv, sh)))
-                body.add_row(Text(f"d{name}{_shape_note(sh)} torch forward"),
-                             Text(_nested_text(tv, sh)))  # fmt: skip
-        parts.append(Panel(Group(body, _verdict(check)), title=Text("JVP  J u", style="bold"),
-                           title_align="left", expand=False))  # fmt: skip
+                body.add_row(
+                    Text(f"d{name}{_shape_note(sh)} torch forward"), Text(_nested_text(tv, sh))
+                )
+        parts.append(
+            Panel(
+                Group(body, _verdict(check)),
+                title=Text("JVP  J u", style="bold"),
+                title_align="left",
+                expand=False,
+            )
+        )
 
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
         parts.append(Text("note: " + note, style="dim"))
     if len(notes) > 10 and not full:
-        parts.append(Text(f"({len(notes) - 10} more notes: --full or --json shows them)",
-                          style="dim"))  # fmt: skip
+        parts.append(
+            Text(f"({len(notes) - 10} more notes: --full or --json shows them)", style="dim")
+        )
     overall = _overall(report)
     label, style = _VERDICT_STYLE[overall]
     verdict = Text("Verdict: ", style="bold")

@@ -28,8 +28,13 @@ class _Inference:
         self.env: dict[str, Shape] = dict(shapes)
 
     def error(self, node: lang.Node, what: str, fix: str | None = None) -> InputError:
-        return InputError(what, where="the functions", source=self.program.source,
-                          pos=getattr(node, "pos", None), fix=fix)  # fmt: skip
+        return InputError(
+            what,
+            where="the functions",
+            source=self.program.source,
+            pos=getattr(node, "pos", None),
+            fix=fix,
+        )
 
     def broadcast(self, node: lang.Node, a: Shape, b: Shape, op: str) -> Shape:
         out = []
@@ -48,8 +53,11 @@ class _Inference:
 
     def matmul(self, node: lang.Node, a: Shape, b: Shape) -> Shape:
         if not a or not b:
-            raise self.error(node, f"'@' needs tensors, got {fmt(a)} @ {fmt(b)}",
-                             fix="use * to multiply by a scalar")  # fmt: skip
+            raise self.error(
+                node,
+                f"'@' needs tensors, got {fmt(a)} @ {fmt(b)}",
+                fix="use * to multiply by a scalar",
+            )
         if len(a) > 2 or len(b) > 2:
             raise self.error(node, f"'@' takes 1-D or 2-D tensors, got {fmt(a)} @ {fmt(b)}")
         inner_a = a[-1]
@@ -66,11 +74,17 @@ class _Inference:
     def dim(self, node: lang.Node, arg: lang.Node, shape: Shape, func: str) -> int:
         d = lang.const_int(arg)
         if d is None:
-            raise self.error(arg, f"the dimension of {func}(...) must be a constant integer",
-                             fix=f"e.g. {func}(x, 0)")  # fmt: skip
+            raise self.error(
+                arg,
+                f"the dimension of {func}(...) must be a constant integer",
+                fix=f"e.g. {func}(x, 0)",
+            )
         if not shape:
-            raise self.error(node, f"{func}(..., {d}): a scalar has no dimension {d}",
-                             fix=f"use {func}(x) or pass a tensor")  # fmt: skip
+            raise self.error(
+                node,
+                f"{func}(..., {d}): a scalar has no dimension {d}",
+                fix=f"use {func}(x) or pass a tensor",
+            )
         if not -len(shape) <= d < len(shape):
             raise self.error(
                 arg,
@@ -81,8 +95,9 @@ class _Inference:
 
     def check_size(self, node: lang.Node, shape: Shape) -> Shape:
         if math.prod(shape) > MAX_ELEMENTS:
-            raise self.error(node, f"a tensor of shape {fmt(shape)} has more than "
-                             f"{MAX_ELEMENTS:,} elements")  # fmt: skip
+            raise self.error(
+                node, f"a tensor of shape {fmt(shape)} has more than {MAX_ELEMENTS:,} elements"
+            )
         return shape
 
     def leaf(self, node: lang.Node) -> Shape:
@@ -102,8 +117,9 @@ class _Inference:
             return self.check_size(n, self.broadcast(n, args[0], args[1], "**"))
         if isinstance(n, lang.Transpose):
             if len(args[0]) > 2:
-                raise self.error(n, f".T needs at most 2 dimensions, got {fmt(args[0])}",
-                                 fix="use reshape(...)")  # fmt: skip
+                raise self.error(
+                    n, f".T needs at most 2 dimensions, got {fmt(args[0])}", fix="use reshape(...)"
+                )
             return tuple(reversed(args[0]))
         if isinstance(n, lang.Index):
             return self.index(n, args[0])
@@ -113,15 +129,19 @@ class _Inference:
 
     def index(self, n: lang.Index, shape: Shape) -> Shape:
         if len(n.items) > len(shape):
-            raise self.error(n, f"too many indices ({len(n.items)}) for shape {fmt(shape)}",
-                             fix="index each dimension at most once")  # fmt: skip
+            raise self.error(
+                n,
+                f"too many indices ({len(n.items)}) for shape {fmt(shape)}",
+                fix="index each dimension at most once",
+            )
         out: list[int] = []
         for axis, item in enumerate(n.items):
             size = shape[axis]
             if isinstance(item, int):
                 if not -size <= item < size:
-                    raise self.error(n, f"index {item} is out of range for dimension {axis} "
-                                     f"of size {size}")  # fmt: skip
+                    raise self.error(
+                        n, f"index {item} is out of range for dimension {axis} of size {size}"
+                    )
             else:
                 out.append(len(range(size)[slice(item.start, item.stop, item.step)]))
         return tuple(out) + shape[len(n.items) :]
@@ -150,8 +170,11 @@ class _Inference:
         if f == "dot":
             a, b = args
             if len(a) != 1 or len(b) != 1 or a != b:
-                raise self.error(n, f"dot needs two 1-D tensors of the same size, got "
-                                 f"{fmt(a)} and {fmt(b)}", fix="use @ or sum(a*b)")  # fmt: skip
+                raise self.error(
+                    n,
+                    f"dot needs two 1-D tensors of the same size, got {fmt(a)} and {fmt(b)}",
+                    fix="use @ or sum(a*b)",
+                )
             return ()
         if f == "reshape":
             return self.reshape(n, x)
@@ -162,8 +185,11 @@ class _Inference:
         for arg in n.args[1:]:
             d = lang.const_int(arg)
             if d is None or d < -1 or d == 0:
-                raise self.error(arg, "reshape sizes are positive constant integers (one may "
-                                 "be -1)", fix="e.g. reshape(x, 2, 3)")  # fmt: skip
+                raise self.error(
+                    arg,
+                    "reshape sizes are positive constant integers (one may be -1)",
+                    fix="e.g. reshape(x, 2, 3)",
+                )
             sizes.append(d)
         total = math.prod(x)
         if sizes.count(-1) > 1:
@@ -171,12 +197,16 @@ class _Inference:
         if -1 in sizes:
             known = math.prod(d for d in sizes if d != -1)
             if total % known:
-                raise self.error(n, f"cannot reshape {fmt(x)} ({total} elements) to "
-                                 f"{fmt(tuple(sizes))}")  # fmt: skip
+                raise self.error(
+                    n, f"cannot reshape {fmt(x)} ({total} elements) to {fmt(tuple(sizes))}"
+                )
             sizes[sizes.index(-1)] = total // known
         if math.prod(sizes) != total:
-            raise self.error(n, f"cannot reshape {fmt(x)} ({total} elements) to "
-                             f"{fmt(tuple(sizes))} ({math.prod(sizes)} elements)")  # fmt: skip
+            raise self.error(
+                n,
+                f"cannot reshape {fmt(x)} ({total} elements) to "
+                f"{fmt(tuple(sizes))} ({math.prod(sizes)} elements)",
+            )
         return tuple(sizes)
 
     def run(self, node: lang.Node) -> Shape:

@@ -198,12 +198,19 @@ def evaluate(
         vjp = tuple(to_float(sp.Add(*terms)) for terms in columns)
     if u is not None:
         uf = [sp.Float(x, DPS) for x in u]
-        jvp = tuple(to_float(sp.Add(*[val * uf[j] for j, val in vrow.items()]))
-                    for vrow in values)  # fmt: skip
+        jvp = tuple(to_float(sp.Add(*[val * uf[j] for j, val in vrow.items()])) for vrow in values)
     return SymbolicResult(
-        text, pretty, latex, nonzeros, tuple(rows), tuple(cols), tuple(jac_f), vjp, jvp,
+        text,
+        pretty,
+        latex,
+        nonzeros,
+        tuple(rows),
+        tuple(cols),
+        tuple(jac_f),
+        vjp,
+        jvp,
         tuple(notes),
-    )  # fmt: skip
+    )
 
 
 def _pretty(matrix: Any) -> str:

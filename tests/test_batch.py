@@ -58,7 +58,7 @@ def test_csv_v_columns(vjp) -> None:  # type: ignore[no-untyped-def]
         ("x\n1\n", "no column for y", 0),
         ('{"x": 1, "y": 2}\n{"x": 1, "y": "a"}\n', "line 2", 1),
         ('{"x": 1, "y": 2}\n{"x": 1\n', "line 2: not valid JSON", 1),
-        ('[1, 2]\n[1, 2, 3]\n', "line 2: 3 values but there are 2 variables", 1),
+        ("[1, 2]\n[1, 2, 3]\n", "line 2: 3 values but there are 2 variables", 1),
         ('{"x": 1, "y": NaN}\n', "line 1", 0),
         ("", "no points", 0),
     ],

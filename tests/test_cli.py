@@ -73,8 +73,19 @@ def test_vector_without_v_explains(vjp) -> None:  # type: ignore[no-untyped-def]
 def test_disagreement_exits_1(vjp) -> None:  # type: ignore[no-untyped-def]
     # float32 really differs from the 30-digit reference; with zero tolerance that is a
     # disagreement, and the report says by how much.
-    r = vjp("exp(x)", "--at", "1.1", "--dtype", "float32", "--rtol", "0", "--atol", "0",
-            "--json", code=1)  # fmt: skip
+    r = vjp(
+        "exp(x)",
+        "--at",
+        "1.1",
+        "--dtype",
+        "float32",
+        "--rtol",
+        "0",
+        "--atol",
+        "0",
+        "--json",
+        code=1,
+    )
     d = r.json()
     assert d["agree"] is False and d["vjp"]["status"] == "disagree"
     assert 0 < d["vjp"]["max_abs_diff"] < 1e-5
@@ -154,8 +165,7 @@ def test_file_and_stdin(vjp, tmp_path) -> None:  # type: ignore[no-untyped-def]
     prog.write_text("y1 = x1**2 + 2*x2 + x3\ny2 = x1 + x2**3 + x3**2\ny3 = 2*x1 + x2**2 + x3**3\n")
     d = vjp("-f", str(prog), "--at", "1,2,3", "--v", "3,2,1", "--json").json()
     assert d["outputs"] == ["y1", "y2", "y3"] and d["vjp"]["torch"] == [10, 34, 42]
-    d = vjp("-", "--at", "1,2,3", "--v", "y3=1,y2=1,y1=1", "--json",
-            input=prog.read_text()).json()  # fmt: skip
+    d = vjp("-", "--at", "1,2,3", "--v", "y3=1,y2=1,y1=1", "--json", input=prog.read_text()).json()
     assert d["vjp"]["sympy"] == [5, 18, 34]
 
 
@@ -163,8 +173,13 @@ def test_file_and_stdin(vjp, tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jvp_cli", *args], capture_output=True,
-                          text=True, input=stdin, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "jvp_cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow

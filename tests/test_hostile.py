@@ -277,8 +277,7 @@ def test_timeout_guard(vjp, monkeypatch) -> None:  # type: ignore[no-untyped-def
 def test_big_but_reasonable_inputs_work(vjp) -> None:  # type: ignore[no-untyped-def]
     # limits are generous: a sum of 3,000 terms, 100,000 unary minus signs, deep-ish nesting
     n = 3000
-    d = vjp(" + ".join(f"x{i}" for i in range(n)), "--at", ",".join(["0.5"] * n),
-            "--json").json()  # fmt: skip
+    d = vjp(" + ".join(f"x{i}" for i in range(n)), "--at", ",".join(["0.5"] * n), "--json").json()
     assert d["vjp"]["torch"] == [1.0] * n and d["agree"]
     d = vjp("--at", "2", "--json", "--", "-" * 100_001 + "x").json()
     assert d["functions"] == ["-x"] and d["vjp"]["sympy"] == [-1.0]

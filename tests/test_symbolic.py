@@ -69,8 +69,14 @@ def test_against_finite_differences(text: str, fn) -> None:  # type: ignore[no-u
 
 
 def test_undefined_points_are_nan_not_conventions() -> None:
-    for text, point in [("abs(x)", 0.0), ("relu(x)", 0.0), ("sqrt(x)", 0.0), ("log(x)", 0.0),
-                        ("log(x)", -1.0), ("1/x", 0.0)]:  # fmt: skip
+    for text, point in [
+        ("abs(x)", 0.0),
+        ("relu(x)", 0.0),
+        ("sqrt(x)", 0.0),
+        ("log(x)", 0.0),
+        ("log(x)", -1.0),
+        ("1/x", 0.0),
+    ]:
         res = symbolic.evaluate(*with_shapes(text), (point,), (1.0,), None)
         assert res.jacobian is not None
         assert not math.isfinite(res.jacobian[0][0]), text

@@ -56,33 +56,60 @@ CLOSED_FORMS = [
     ("mean(exp(x))", "x=[0,1,2,3]", "x", lambda p: [math.exp(t) / 4 for t in [0, 1, 2, 3]]),
     ("dot(a, x)", "a=[2,-1,5],x=[1,1,1]", "x", lambda p: [2.0, -1.0, 5.0]),
     ("dot(a, x)", "a=[2,-1,5],x=[1,7,1]", "a", lambda p: [1.0, 7.0, 1.0]),
-    ("x @ A @ x", "A=[[1,2],[3,4]],x=[1,-1]", "x",
-     lambda p: (np.array([[1, 2], [3, 4]]) + np.array([[1, 3], [2, 4]])) @ np.array([1, -1])),
-    ("dot(x, A @ x)", "A=[[2,0,1],[1,1,0],[0,3,1]],x=[1,2,-1]", "x",
-     lambda p: (np.array([[2, 0, 1], [1, 1, 0], [0, 3, 1]]) * 1
-                + np.array([[2, 0, 1], [1, 1, 0], [0, 3, 1]]).T) @ np.array([1, 2, -1])),
-    ("logsumexp(x)", "x=[0.5,-1,2]", "x",
-     lambda p: np.exp([0.5, -1, 2]) / np.exp([0.5, -1, 2]).sum()),
+    (
+        "x @ A @ x",
+        "A=[[1,2],[3,4]],x=[1,-1]",
+        "x",
+        lambda p: (np.array([[1, 2], [3, 4]]) + np.array([[1, 3], [2, 4]])) @ np.array([1, -1]),
+    ),
+    (
+        "dot(x, A @ x)",
+        "A=[[2,0,1],[1,1,0],[0,3,1]],x=[1,2,-1]",
+        "x",
+        lambda p: (
+            (
+                np.array([[2, 0, 1], [1, 1, 0], [0, 3, 1]]) * 1
+                + np.array([[2, 0, 1], [1, 1, 0], [0, 3, 1]]).T
+            )
+            @ np.array([1, 2, -1])
+        ),
+    ),
+    (
+        "logsumexp(x)",
+        "x=[0.5,-1,2]",
+        "x",
+        lambda p: np.exp([0.5, -1, 2]) / np.exp([0.5, -1, 2]).sum(),
+    ),
     ("norm(x)", "x=[3,4]", "x", lambda p: [0.6, 0.8]),
     ("prod(x)", "x=[2,3,4]", "x", lambda p: [12.0, 8.0, 6.0]),
-    ("sum(x.T @ x)", "x=[[1,2],[3,4]]", "x",
-     # sum_ij (x^T x)_ij = sum_j sum_k x_kj sum_i x_ki -> d/dx_ab = 2 * row sums... by hand:
-     lambda p: [[2 * (1 + 2), 2 * (1 + 2)], [2 * (3 + 4), 2 * (3 + 4)]]),
+    (
+        "sum(x.T @ x)",
+        "x=[[1,2],[3,4]]",
+        "x",
+        # sum_ij (x^T x)_ij = sum_j sum_k x_kj sum_i x_ki -> d/dx_ab = 2 * row sums... by hand:
+        lambda p: [[2 * (1 + 2), 2 * (1 + 2)], [2 * (3 + 4), 2 * (3 + 4)]],
+    ),
     ("x[0, 1] * x[1, 0]", "x=[[1,2],[3,4]]", "x", lambda p: [[0.0, 3.0], [2.0, 0.0]]),
     ("sum(x[:, 1])", "x=[[1,2],[3,4],[5,6]]", "x", lambda p: [[0.0, 1.0]] * 3),
-    ("sum(reshape(x, 4) * w)", "x=[[1,2],[3,4]],w=[1,2,3,4]", "x",
-     lambda p: [[1.0, 2.0], [3.0, 4.0]]),
+    (
+        "sum(reshape(x, 4) * w)",
+        "x=[[1,2],[3,4]],w=[1,2,3,4]",
+        "x",
+        lambda p: [[1.0, 2.0], [3.0, 4.0]],
+    ),
     ("max(x)", "x=[1,5,2]", "x", lambda p: [0.0, 1.0, 0.0]),
     ("min(x)", "x=[1,5,-2]", "x", lambda p: [0.0, 0.0, 1.0]),
     ("sum(x + b)", "x=[[1,2,3],[4,5,6]],b=[1,1,1]", "b", lambda p: [2.0, 2.0, 2.0]),
-    ("sum(mean(x, 0) * w)", "x=[[1,2],[3,4]],w=[10,20]", "x",
-     lambda p: [[5.0, 10.0], [5.0, 10.0]]),
+    ("sum(mean(x, 0) * w)", "x=[[1,2],[3,4]],w=[10,20]", "x", lambda p: [[5.0, 10.0], [5.0, 10.0]]),
     ("a*sum(x)", "x=[[1,2,3]],a=2", "a", lambda p: 6.0),
 ]
 
 
-@pytest.mark.parametrize(("prog", "at", "var", "expected"), CLOSED_FORMS,
-                         ids=[c[0] + " d/d" + c[2] for c in CLOSED_FORMS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("prog", "at", "var", "expected"),
+    CLOSED_FORMS,
+    ids=[c[0] + " d/d" + c[2] for c in CLOSED_FORMS],
+)
 def test_closed_forms(vjp, prog, at, var, expected) -> None:  # type: ignore[no-untyped-def]
     d = vjp(prog, "--at", at, "--json").json()
     assert d["agree"] is True, d["notes"]
@@ -109,8 +136,9 @@ def test_tensor_v_and_grads(vjp) -> None:  # type: ignore[no-untyped-def]
     A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     x = np.array([1.0, -1.0])
     v = np.array([1.0, 0.5, -2.0])
-    d = vjp("out = A @ x", "--at", f"A={A.tolist()},x={x.tolist()}", "--v", f"{v.tolist()}",
-            "--json").json()  # fmt: skip
+    d = vjp(
+        "out = A @ x", "--at", f"A={A.tolist()},x={x.tolist()}", "--v", f"{v.tolist()}", "--json"
+    ).json()
     np.testing.assert_allclose(grads(d, "x")[1], A.T @ v)
     np.testing.assert_allclose(grads(d, "A")[1], np.outer(v, x))
     np.testing.assert_allclose(grads(d, "A")[0], np.outer(v, x))
@@ -119,8 +147,18 @@ def test_tensor_v_and_grads(vjp) -> None:  # type: ignore[no-untyped-def]
 
 def test_tensor_jvp_in_output_shape(vjp) -> None:  # type: ignore[no-untyped-def]
     A = [[1.0, 2.0], [3.0, 4.0]]
-    d = vjp("out = A @ x", "--at", f"A={A}", "--at", "x=[1,1]", "--u", "A=[[0,0],[0,0]]",
-            "--u", "x=[1,-1]", "--json").json()  # fmt: skip
+    d = vjp(
+        "out = A @ x",
+        "--at",
+        f"A={A}",
+        "--at",
+        "x=[1,1]",
+        "--u",
+        "A=[[0,0],[0,0]]",
+        "--u",
+        "x=[1,-1]",
+        "--json",
+    ).json()
     assert d["jvp"]["outputs"]["out"]["torch"] == [-1.0, -1.0]  # A u
     assert d["jvp"]["outputs"]["out"]["sympy"] == [-1.0, -1.0]
 
@@ -141,8 +179,9 @@ def test_max_ties_follow_torch_and_are_flagged(vjp) -> None:  # type: ignore[no-
 def test_outputs_and_intermediates(vjp) -> None:  # type: ignore[no-untyped-def]
     d = vjp("a = x*y; b = a + 1; c = a * 2", "--at", "2,3", "--json").json()
     assert d["outputs"] == ["b", "c"]
-    d = vjp("a = x*y; b = a + 1; c = a * 2", "--at", "2,3", "--outputs", "a,c", "--v", "1,1",
-            "--json").json()  # fmt: skip
+    d = vjp(
+        "a = x*y; b = a + 1; c = a * 2", "--at", "2,3", "--outputs", "a,c", "--v", "1,1", "--json"
+    ).json()
     assert d["outputs"] == ["a", "c"]
     assert d["vjp"]["torch"] == [9.0, 6.0]  # d(a + 2a) = 3 (y, x)
 
@@ -157,8 +196,9 @@ def test_program_from_file_and_stdin(vjp, tmp_path) -> None:  # type: ignore[no-
 
 
 def test_scalar_examples_unchanged(vjp) -> None:  # type: ignore[no-untyped-def]
-    d = vjp("x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3", "--at", "1,2,3", "--v", "3,2,1",
-            "--json").json()  # fmt: skip
+    d = vjp(
+        "x1**2+2*x2+x3; x1+x2**3+x3**2; 2*x1+x2**2+x3**3", "--at", "1,2,3", "--v", "3,2,1", "--json"
+    ).json()
     assert d["vjp"]["torch"] == [10, 34, 42]
     assert d["point"] == {"x1": 1.0, "x2": 2.0, "x3": 3.0}
     assert d["vjp"]["grads"]["x2"] == {"sympy": 34.0, "torch": 34.0}
