@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ class Summary:
     worst: float = 0.0
     worst_line: int | None = None
     seconds: float = 0.0
-    lines: list[str] = field(default_factory=list)  # kept only when asked (tests)
+    truncated: bool = False  # the reader closed the pipe before the end
 
 
 def check_supported(program: lang.Program, problem: Problem) -> None:
@@ -388,19 +388,15 @@ def run(
             if diff[k] >= summary.worst:
                 summary.worst, summary.worst_line = float(diff[k]), lines[k]
         if write is not None:
-            for k in range(B):
-                write(
-                    _line(
-                        lines[k],
-                        problem,
-                        X[k],
-                        V[k],
-                        sym[k],
-                        tor[k],
-                        float(diff[k]),
-                        str(status[k]),
-                    )
-                )
+            try:
+                for k in range(B):
+                    line = _line(lines[k], problem, X[k], V[k], sym[k], tor[k], float(diff[k]),
+                                 str(status[k]))  # fmt: skip
+                    write(line)
+            except BrokenPipeError:  # the reader went away (| head): stop quietly
+                summary.truncated = True
+                summary.points += B
+                break
         summary.points += B
         if progress is not None:
             progress(summary.points)

@@ -507,7 +507,9 @@ def _batch(
         summary = _in_worker(work, timeout)
     except UnicodeDecodeError as exc:
         raise InputError(f"not valid UTF-8 (byte {exc.start})", where="--points") from None
-    if not json_out:
+    if summary.truncated:
+        _silence_stdout()
+    elif not json_out:
         from rich.table import Table
 
         table = Table(title="--points summary", title_justify="left")
@@ -530,7 +532,10 @@ def _batch(
             str(summary.worst_line or "-"),
             f"{summary.seconds:.2f}",
         )
-        _console().print(table)
+        try:
+            _console().print(table)
+        except BrokenPipeError:
+            _silence_stdout()
     ok = summary.disagree == 0 and summary.undefined == 0
     return ExitCode.AGREE if ok else ExitCode.DISAGREE
 

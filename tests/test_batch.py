@@ -95,3 +95,16 @@ def test_chunks_stream(vjp, monkeypatch) -> None:  # type: ignore[no-untyped-def
     data = "x\n" + "".join(f"{k / 10}\n" for k in range(50))
     out = lines_of(vjp("x^2", "--points", "-", "--json", input=data).stdout)
     assert [o["vjp"]["torch"][0] for o in out] == pytest.approx([2 * k / 10 for k in range(50)])
+
+
+@pytest.mark.slow
+def test_batch_into_a_closed_pipe_is_quiet(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    csv = tmp_path / "p.csv"
+    csv.write_text("x,y\n" + "".join(f"{k},{k + 1}\n" for k in range(20_000)))
+    cmd = f'{sys.executable} -m jvp_cli "x*y" --points {csv} --v 1 --json | head -n 2'
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert len(r.stdout.splitlines()) == 2
+    assert r.stderr == "", r.stderr
