@@ -23,6 +23,7 @@ import numpy as np
 
 from . import lang
 from .model import InputError, Problem
+from .render import json_number
 
 CHUNK = 8192
 
@@ -406,14 +407,6 @@ def run(
     return summary
 
 
-def _num(x: float) -> float | str:
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return 0.0 if x == 0 else float(x)
-
-
 def _line(
     line: int,
     problem: Problem,
@@ -430,9 +423,9 @@ def _line(
             "point": {name: float(val) for name, val in zip(problem.variables, x, strict=True)},
             "vjp": {
                 "v": [float(t) for t in v],
-                "sympy": [_num(t) for t in sym],
-                "torch": [_num(t) for t in tor],
-                "max_abs_diff": _num(diff),
+                "sympy": [json_number(t) for t in sym],
+                "torch": [json_number(t) for t in tor],
+                "max_abs_diff": json_number(diff),
                 "agree": status == "agree",
                 "status": status,
             },

@@ -381,60 +381,20 @@ def to_rich(report: Report, full: bool = False) -> Any:
     parts.append(Text(""))
 
     if p.v is not None:
-        check = report.check("vjp")
-        assert check is not None and s.vjp is not None and a.vjp is not None
-        body = Table.grid(padding=(0, 2))
-        if not tensors:
-            body.add_row(Text("v", style="bold"), Text(fmt_vec(p.v, full)))
-            body.add_row(Text("SymPy v^T J"), Text(fmt_vec(s.vjp, full)))
-            body.add_row(Text("torch y.backward(v) -> .grad"), Text(fmt_vec(a.vjp, full)))
-        else:
-            for name, sh, vals in _per_name(p.v, p.outputs, p.output_shapes):
-                body.add_row(Text(f"v for {name}", style="bold"), Text(_nested_text(vals, sh)))
-            sym_g = _per_name(s.vjp, p.variables, p.shapes)
-            tor_g = _per_name(a.vjp, p.variables, p.shapes)
-            for (name, sh, sv), (_, _, tv) in zip(sym_g, tor_g, strict=True):
-                body.add_row(
-                    Text(f"{name}.grad{_shape_note(sh)} SymPy"), Text(_nested_text(sv, sh))
-                )
-                body.add_row(
-                    Text(f"{name}.grad{_shape_note(sh)} torch .backward"),
-                    Text(_nested_text(tv, sh)),
-                )
-        parts.append(
-            Panel(
-                Group(body, _verdict(check)),
-                title=Text("VJP  v^T J", style="bold"),
-                title_align="left",
-                expand=False,
-            )
-        )
+        assert s.vjp is not None and a.vjp is not None
+        parts.append(_product_panel(
+            report, "vjp", "VJP  v^T J", ("v", p.v, p.outputs, p.output_shapes),
+            (s.vjp, a.vjp, p.variables, p.shapes),
+            ("SymPy v^T J", "torch y.backward(v) -> .grad"), ("{}.grad{} SymPy",
+                                                              "{}.grad{} torch .backward"),
+            tensors, full))  # fmt: skip
     if p.u is not None:
-        check = report.check("jvp")
-        assert check is not None and s.jvp is not None and a.jvp is not None
-        body = Table.grid(padding=(0, 2))
-        if not tensors:
-            body.add_row(Text("u", style="bold"), Text(fmt_vec(p.u, full)))
-            body.add_row(Text("SymPy J u"), Text(fmt_vec(s.jvp, full)))
-            body.add_row(Text("torch forward-mode J u"), Text(fmt_vec(a.jvp, full)))
-        else:
-            for name, sh, vals in _per_name(p.u, p.variables, p.shapes):
-                body.add_row(Text(f"u for {name}", style="bold"), Text(_nested_text(vals, sh)))
-            sym_o = _per_name(s.jvp, p.outputs, p.output_shapes)
-            tor_o = _per_name(a.jvp, p.outputs, p.output_shapes)
-            for (name, sh, sv), (_, _, tv) in zip(sym_o, tor_o, strict=True):
-                body.add_row(Text(f"d{name}{_shape_note(sh)} SymPy"), Text(_nested_text(sv, sh)))
-                body.add_row(
-                    Text(f"d{name}{_shape_note(sh)} torch forward"), Text(_nested_text(tv, sh))
-                )
-        parts.append(
-            Panel(
-                Group(body, _verdict(check)),
-                title=Text("JVP  J u", style="bold"),
-                title_align="left",
-                expand=False,
-            )
-        )
+        assert s.jvp is not None and a.jvp is not None
+        parts.append(_product_panel(
+            report, "jvp", "JVP  J u", ("u", p.u, p.variables, p.shapes),
+            (s.jvp, a.jvp, p.outputs, p.output_shapes),
+            ("SymPy J u", "torch forward-mode J u"), ("d{}{} SymPy", "d{}{} torch forward"),
+            tensors, full))  # fmt: skip
 
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
@@ -450,6 +410,50 @@ def to_rich(report: Report, full: bool = False) -> Any:
     verdict.append(f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)})")
     parts.append(verdict)
     return Group(*parts)
+
+
+Named = tuple[str, Sequence[float], Sequence[str], Sequence[tuple[int, ...]]]
+
+
+def _product_panel(
+    report: Report,
+    check_name: str,
+    title: str,
+    given: Named,
+    result: tuple[Sequence[float], Sequence[float], Sequence[str], Sequence[tuple[int, ...]]],
+    flat_labels: tuple[str, str],
+    shaped_labels: tuple[str, str],
+    tensors: bool,
+    full: bool,
+) -> Any:
+    """The VJP or JVP panel: the vector given, both sides' results, the verdict. Flat for
+    scalar problems; per name, in each tensor's shape, otherwise."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    check = report.check(check_name)
+    assert check is not None
+    symbol, vector, vec_names, vec_shapes = given
+    sym, tor, names, shapes = result
+    body = Table.grid(padding=(0, 2))
+    if not tensors:
+        body.add_row(Text(symbol, style="bold"), Text(fmt_vec(vector, full)))
+        body.add_row(Text(flat_labels[0]), Text(fmt_vec(sym, full)))
+        body.add_row(Text(flat_labels[1]), Text(fmt_vec(tor, full)))
+    else:
+        for name, sh, vals in _per_name(vector, vec_names, vec_shapes):
+            body.add_row(Text(f"{symbol} for {name}", style="bold"), Text(_nested_text(vals, sh)))
+        for (name, sh, sv), (_, _, tv) in zip(
+            _per_name(sym, names, shapes), _per_name(tor, names, shapes), strict=True
+        ):
+            body.add_row(Text(shaped_labels[0].format(name, _shape_note(sh))),
+                         Text(_nested_text(sv, sh)))  # fmt: skip
+            body.add_row(Text(shaped_labels[1].format(name, _shape_note(sh))),
+                         Text(_nested_text(tv, sh)))  # fmt: skip
+    return Panel(Group(body, _verdict(check)), title=Text(title, style="bold"),
+                 title_align="left", expand=False)  # fmt: skip
 
 
 def _clip(text: str, width: int = 40) -> str:
