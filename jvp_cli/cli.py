@@ -42,7 +42,7 @@ Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 
 \b
-Limits: input 4,000,000 characters; 1,000,000 tree nodes; nesting 100
+Limits: input 1,000,000 characters; 500,000 tree nodes; nesting 100
 levels; number literals 100 characters; constants within 1e-300..1e300;
 exponents of variables |k| <= 10,000; --timeout 60 s. See
   docs/language.md.
@@ -404,7 +404,7 @@ def execute(
     except _TimeUp:
         _error(
             f"stopped after {timeout:g} s (--timeout): the problem is too large or too hard "
-            "to evaluate at this point; simplify it or raise --timeout"
+            "to finish in time; simplify it or raise --timeout (0: no limit)"
         )
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:

@@ -15,12 +15,13 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
 
 from .model import InputError, LimitError, printable
 
 # ---- limits (documented in docs/language.md and `vjp --help`) ----------------------------
-MAX_INPUT_CHARS = 4_000_000
-MAX_NODES = 1_000_000
+MAX_INPUT_CHARS = 1_000_000
+MAX_NODES = 500_000
 MAX_DEPTH = 100  # nesting of parentheses, calls and exponents
 MAX_NUMBER_CHARS = 100
 MAX_CONST_LOG10 = 300.0  # constants must stay within 1e-300 .. 1e300 in magnitude
@@ -170,8 +171,7 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: str  # "num" | "name" | "op" | "end"
     text: str
     pos: int

@@ -305,3 +305,10 @@ def test_json_negative_zero_is_zero(vjp) -> None:  # type: ignore[no-untyped-def
     r = vjp("--at", "0,1", "--json", "--", "-x*y")
     assert "-0.0" not in r.stdout
     assert r.json()["vjp"]["torch"][0] == -1.0
+
+
+def test_one_megabyte_input_is_refused_quickly(vjp) -> None:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    r = vjp("-", "--at", "1", input="x+" * (2**19) + "x", code=2)
+    assert time.monotonic() - start < 5
+    assert "more than the limit of 1,000,000" in r.stderr and r.stdout == ""
