@@ -43,6 +43,8 @@ def _check_fields(check: Check) -> dict[str, Any]:
         "rtol": check.rtol,
         "atol": check.atol,
     }
+    if check.worst is not None:
+        out["worst"] = list(check.worst)  # index of the largest difference
     if check.undefined:
         out["undefined"] = [list(i) for i in check.undefined]
     return out

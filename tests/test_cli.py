@@ -230,3 +230,16 @@ def test_forward_mode_does_not_pull_in_dynamo() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "DYNAMO False 0" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.gpu
+def test_cuda_device_agrees(vjp) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    d = vjp(SEED, "--at", "1,2,3", "--v", "3,2,1", "--u", "1,0,0", "--device", "cuda",
+            "--json").json()  # fmt: skip
+    assert d["vjp"]["torch"] == [10, 34, 42] and d["agree"] is True
+    d = vjp("y = x + 2; z = y * y; out = mean(z)", "--at", "x=[[1,1],[1,1]]", "--device",
+            "cuda", "--json").json()  # fmt: skip
+    assert d["vjp"]["grads"]["x"]["torch"] == [[1.5, 1.5], [1.5, 1.5]]
