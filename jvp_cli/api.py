@@ -290,6 +290,7 @@ def make_problem(
     device: str = "cpu",
     rtol: float | None = None,
     atol: float | None = None,
+    engine: str = "auto",
 ) -> tuple[lang.Program, Problem]:
     var_order = parse_names(variables, "--vars") if variables is not None else None
     out_order = parse_names(outputs, "--outputs") if outputs is not None else None
@@ -336,6 +337,7 @@ def make_problem(
         if value is not None and not (value >= 0 and value < float("inf")):
             raise InputError(f"{name} must be a finite number >= 0", where=name)
     r, a = tolerances(dtype, rtol, atol)
+    engine = choose_engine(program, engine)
     problem = Problem(
         source=functions,
         functions=program.functions_text(),
@@ -354,17 +356,62 @@ def make_problem(
         v_implicit=implicit,
         dtype=dtype,
         device=device,
+        engine=engine,
         rtol=r,
         atol=a,
     )
     return program, problem
 
 
+ENGINE_THRESHOLD = 5_000  # tree nodes from which "auto" differentiates with SymEngine
+
+
+def choose_engine(program: lang.Program, engine: str) -> str:
+    """SymPy is the face of the symbolic side and the default; SymEngine (the C++ core behind
+    SymPy's speed work) takes over for big problems, where SymPy's object construction and
+    diff dominate the run (dense 200 x 200: minutes instead of seconds)."""
+    if engine not in ("auto", "sympy", "symengine"):
+        raise InputError(
+            f"unknown engine '{printable(engine)}'",
+            where="--engine",
+            fix="use auto, sympy or symengine",
+        )
+    if engine == "sympy":
+        return engine
+    from .arrays import SymengineBackend
+
+    used = {c.func for c in _calls(program)} & SymengineBackend.UNSUPPORTED
+    try:
+        import symengine  # noqa: F401
+    except ImportError:
+        available = False
+    else:
+        available = True
+    if engine == "symengine":
+        if not available:
+            raise InputError(
+                "--engine symengine needs the symengine package",
+                where="--engine",
+                fix="pip install symengine, or use sympy",
+            )
+        if used:
+            raise InputError(
+                f"SymEngine cannot differentiate {', '.join(sorted(used))}",
+                where="--engine",
+                fix="use --engine sympy (or auto)",
+            )
+        return engine
+    big = lang.node_count(program) >= ENGINE_THRESHOLD
+    return "symengine" if available and big and not used else "sympy"
+
+
 def solve(program: lang.Program, problem: Problem) -> Report:
     """Run SymPy and torch on the same tree, independently, and compare them."""
     from . import symbolic
 
-    sym = symbolic.evaluate(program, problem.shapes, problem.point, problem.v, problem.u)
+    sym = symbolic.evaluate(
+        program, problem.shapes, problem.point, problem.v, problem.u, problem.engine
+    )
     notes: list[str] = []
     if problem.point is None:
         return Report(problem, sym)

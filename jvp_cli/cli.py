@@ -242,6 +242,13 @@ def vjp(
     ] = None,
     dtype: Annotated[DType, typer.Option(help="PyTorch dtype.")] = DType.float64,
     device: Annotated[str, typer.Option(help="PyTorch device: cpu or cuda.")] = "cpu",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Symbolic engine: sympy, symengine (C++, for big problems) or auto "
+            "(SymEngine from 5,000 tree nodes)."
+        ),
+    ] = "auto",
     rtol: Annotated[
         float | None,
         typer.Option(help="Relative tolerance (default 1e-7 for float64, 1.3e-6 for float32)."),
@@ -282,6 +289,7 @@ def vjp(
         file=file,
         dtype=dtype.value,
         device=device,
+        engine=engine,
         rtol=rtol,
         atol=atol,
         json_out=json_out,
@@ -348,6 +356,7 @@ def execute(
     points: str | None = None,
     dtype: str,
     device: str,
+    engine: str = "auto",
     rtol: float | None,
     atol: float | None,
     json_out: bool,
@@ -390,6 +399,7 @@ def execute(
                 device=device,
                 rtol=rtol,
                 atol=atol,
+                engine=engine,
             )
             report = api.solve(program, problem)
             return report, _render(report, json_out, full)

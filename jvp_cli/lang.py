@@ -833,6 +833,17 @@ def children(node: Node) -> tuple[Node, ...]:
     return ()
 
 
+def node_count(program: Program) -> int:
+    """How many tree nodes the program's statements hold."""
+    count = 0
+    stack = [st.expr for st in program.statements]
+    while stack:
+        n = stack.pop()
+        count += 1
+        stack.extend(children(n))
+    return count
+
+
 def names_in(node: Node) -> list[tuple[str, int]]:
     """Every Name in the tree with its position, in source order (iterative)."""
     out: list[tuple[str, int]] = []

@@ -126,6 +126,7 @@ class Problem:
     v_implicit: bool = False  # v = 1 was supplied for a scalar output, like out.backward()
     dtype: str = "float64"
     device: str = "cpu"
+    engine: str = "sympy"  # what computes the symbolic side: "sympy" or "symengine"
     rtol: float = 1e-7
     atol: float = 1e-7
 

@@ -119,6 +119,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     out["agree"] = report.agree
     out["status"] = _overall(report)
     out["dtype"] = p.dtype
+    out["engine"] = p.engine
     out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
     return out
 

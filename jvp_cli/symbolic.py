@@ -30,22 +30,36 @@ PRETTY_ROWS, PRETTY_COLS = 14, 8  # the largest matrix drawn in 2-D (bigger: a l
 
 
 def build(
-    program: lang.Program, shapes: Sequence[Shape]
-) -> tuple[list[Any], list[sp.Symbol], list[str], list[str]]:
-    """The outputs' elements as SymPy expressions (flattened, in order), the variables'
-    element symbols (flattened), and the row and column labels."""
+    program: lang.Program, shapes: Sequence[Shape], engine: str = "sympy"
+) -> tuple[list[Any], list[Any], list[str], list[str]]:
+    """The outputs' elements as SymPy (or SymEngine) expressions, flattened, in order; the
+    variables' element symbols, flattened; and the row and column labels."""
     inputs: dict[str, np.ndarray] = {}
-    symbols: list[sp.Symbol] = []
+    symbols: list[Any] = []
     cols: list[str] = []
+    backend: arrays.SympyBackend
+    if engine == "symengine":
+        import symengine as se
+
+        backend = arrays.SymengineBackend()
+
+        def symbol(n: str) -> Any:
+            return se.Symbol(n)
+    else:
+        backend = arrays.SympyBackend()
+
+        def symbol(n: str) -> Any:
+            return sp.Symbol(n, real=True)
+
     for name, shape in zip(program.variables, shapes, strict=True):
         names = labels(name, shape)
-        syms = [sp.Symbol(n, real=True) for n in names]
+        syms = [symbol(n) for n in names]
         arr = np.empty(len(syms), dtype=object)
         arr[:] = syms
         inputs[name] = arr.reshape(shape)
         symbols.extend(syms)
         cols.extend(names)
-    outs = arrays.evaluate(program, arrays.SympyBackend(), inputs)
+    outs = arrays.evaluate(program, backend, inputs)
     exprs: list[Any] = []
     rows: list[str] = []
     for name, out in zip(program.outputs, outs, strict=True):
@@ -74,18 +88,21 @@ def gradient(f: Any, index: dict[Any, int]) -> Sparse:
     diff of a sum visits every term for every symbol, which is quadratic for a sum of
     thousands of terms in thousands of variables."""
     free = [s for s in f.free_symbols if s in index]
-    if isinstance(f, sp.Add) and len(f.args) > 8:
+    if f.is_Add and len(f.args) > 8:
+        add = type(f)  # SymPy's or SymEngine's Add
         terms_of: dict[Any, list[Any]] = {}
         for term in f.args:
             for s in term.free_symbols:
                 terms_of.setdefault(s, []).append(term)
-        raw = {s: sp.Add(*[t.diff(s) for t in terms_of[s]]) for s in free}
+        raw = {s: add(*[t.diff(s) for t in terms_of[s]]) for s in free}
     else:
-        raw = {s: sp.diff(f, s) for s in free}
-    return {index[s]: _undefined_at_kinks(d) for s, d in raw.items() if d is not sp.S.Zero}
+        raw = {s: f.diff(s) for s in free}
+    if isinstance(f, sp.Basic):
+        return {index[s]: _undefined_at_kinks(d) for s, d in raw.items() if d is not sp.S.Zero}
+    return {index[s]: d for s, d in raw.items() if d != 0}
 
 
-def jacobian(outputs: Sequence[Any], symbols: Sequence[sp.Symbol]) -> list[Sparse]:
+def jacobian(outputs: Sequence[Any], symbols: Sequence[Any]) -> list[Sparse]:
     """Row by row, the nonzero entries of d outputs_i / d symbols_j."""
     index = {s: k for k, s in enumerate(symbols)}
     return [gradient(f, index) for f in outputs]
@@ -136,10 +153,13 @@ def evaluate(
     point: Sequence[float] | None,
     v: Sequence[float] | None,
     u: Sequence[float] | None,
+    engine: str = "sympy",
 ) -> SymbolicResult:
     """The symbolic Jacobian of the flattened outputs by the flattened variables and, given a
     point, its values, v^T J and J u (all flat, row-major)."""
-    outputs, symbols, rows, cols = build(program, shapes)
+    outputs, symbols, rows, cols = build(program, shapes, engine)
+    if engine == "symengine":
+        return _evaluate_symengine(program, shapes, point, v, u, outputs, symbols, rows, cols)
     jac = jacobian(outputs, symbols)
     width = len(symbols)
     text_rows = []
@@ -211,6 +231,73 @@ def evaluate(
         jvp,
         tuple(notes),
     )
+
+
+def _evaluate_symengine(
+    program: lang.Program,
+    shapes: Sequence[Shape],
+    point: Sequence[float] | None,
+    v: Sequence[float] | None,
+    u: Sequence[float] | None,
+    outputs: list[Any],
+    symbols: list[Any],
+    rows: list[str],
+    cols: list[str],
+) -> SymbolicResult:
+    """The same results with SymEngine underneath, for big problems: no SymPy objects are
+    built (converting them back costs more than the work itself), values at 100 bits."""
+    import symengine as se
+
+    jac = jacobian(outputs, symbols)
+    width = len(symbols)
+    text = tuple(tuple(str(row.get(j, 0)) for j in range(width)) for row in jac)
+    nonzeros = sum(len(row) for row in jac)
+    if point is None:
+        return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols))
+    subs = {s: se.Rational(q.numerator, q.denominator)
+            for s, q in zip(symbols, map(_exact, point), strict=True)}  # fmt: skip
+    undefined_rows = _domain(program, shapes, point)
+    jac_f: list[list[float]] = []
+    notes: list[str] = []
+    for i, row in enumerate(jac):
+        frow = [0.0] * width
+        why = undefined_rows.get(i)
+        if why is not None:
+            notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
+            jac_f.append([math.nan] * width)
+            continue
+        for j, e in row.items():
+            val = _se_value(e.subs({x: subs[x] for x in e.free_symbols}))
+            if not math.isfinite(val):
+                notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is not finite at the point")
+            frow[j] = val
+        jac_f.append(frow)
+    vjp = jvp = None
+    if v is not None:
+        vjp = tuple(math.fsum(v[i] * jac_f[i][j] for i in range(len(jac_f)) if jac_f[i][j])
+                    for j in range(width))  # fmt: skip
+    if u is not None:
+        jvp = tuple(math.fsum(r[j] * u[j] for j in range(width) if r[j]) for r in jac_f)
+    return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols),
+                          tuple(tuple(r) for r in jac_f), vjp, jvp, tuple(notes))  # fmt: skip
+
+
+def _exact(x: float) -> Any:
+    from fractions import Fraction
+
+    return Fraction(x)
+
+
+def _se_value(value: Any) -> float:
+    """A SymEngine constant at 100 bits, as float64: NaN where it is complex or undefined,
+    +-inf for infinities."""
+    text = str(value)
+    if text in ("oo", "-oo"):
+        return math.inf if text == "oo" else -math.inf
+    try:
+        return float(value.evalf(100, real=True))
+    except (TypeError, ValueError, RuntimeError):
+        return math.nan
 
 
 def _pretty(matrix: Any) -> str:

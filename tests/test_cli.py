@@ -243,3 +243,25 @@ def test_cuda_device_agrees(vjp) -> None:  # type: ignore[no-untyped-def]
     d = vjp("y = x + 2; z = y * y; out = mean(z)", "--at", "x=[[1,1],[1,1]]", "--device",
             "cuda", "--json").json()  # fmt: skip
     assert d["vjp"]["grads"]["x"]["torch"] == [[1.5, 1.5], [1.5, 1.5]]
+
+
+def test_engines(vjp) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("symengine")
+    d = vjp(SEED, "--at", "1,2,3", "--v", "3,2,1", "--engine", "symengine", "--json").json()
+    assert d["engine"] == "symengine" and d["vjp"]["sympy"] == [10, 34, 42]
+    assert vjp(SEED, "--at", "1,2,3", "--json").json()["engine"] == "sympy"  # small: SymPy
+    r = vjp("abs(x)", "--at", "1", "--engine", "symengine", code=2)
+    assert "cannot differentiate abs" in r.stderr
+    r = vjp("x", "--engine", "maple", code=2)
+    assert "unknown engine" in r.stderr
+    # a big problem goes to SymEngine by itself, with the same numbers as SymPy
+    n = 120
+    prog = "; ".join(" + ".join(f"sin(x{j}*{i + j}/{n})" for j in range(1, n + 1))
+                     for i in range(1, 10))  # fmt: skip
+    at = ",".join(f"{0.5 + j / 1000}" for j in range(1, n + 1))
+    v = ",".join(str(k) for k in range(1, 10))
+    big = vjp(prog, "--at", at, "--v", v, "--json").json()
+    small = vjp(prog, "--at", at, "--v", v, "--engine", "sympy", "--json").json()
+    assert big["engine"] == "symengine" and small["engine"] == "sympy"
+    assert big["vjp"]["sympy"] == pytest.approx(small["vjp"]["sympy"], rel=1e-14)
+    assert big["agree"] and small["agree"]

@@ -101,3 +101,28 @@ def test_pretty_matches_sympy_and_leaves_no_stand_in() -> None:
     got = symbolic._pretty(m)
     assert ("sympy.physics.units" in sys.modules) == had_units
     assert got == sp.pretty(m, use_unicode=True, wrap_line=False)
+
+
+SE_CASES = [c for c in CASES if not any(f in c[0] for f in ("abs", "relu"))]
+
+
+@pytest.mark.parametrize(("text", "fn"), SE_CASES, ids=[c[0] for c in SE_CASES])
+def test_symengine_gives_sympys_numbers(text: str, fn) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("symengine")
+    prog = lang.parse_program(text, variables=["x", "y"])
+    point, v, u = (0.7, 0.4), (1.5,), (0.3, -2.0)
+    a = symbolic.evaluate(prog, scalars(prog), point, v, u, engine="symengine")
+    b = symbolic.evaluate(prog, scalars(prog), point, v, u, engine="sympy")
+    assert_close(a.jacobian, b.jacobian, rel=1e-14, abs_=1e-15)
+    assert_close(a.vjp, b.vjp, rel=1e-14, abs_=1e-15)
+    assert_close(a.jvp, b.jvp, rel=1e-14, abs_=1e-15)
+    assert_close(a.jacobian, central_jacobian([fn], point), rel=1e-6, abs_=1e-6)
+
+
+def test_symengine_marks_the_same_undefined_points() -> None:
+    pytest.importorskip("symengine")
+    for text, point in [("sqrt(x)", 0.0), ("log(x)", 0.0), ("log(x)", -1.0), ("1/x", 0.0)]:
+        prog = lang.parse_program(text)
+        a = symbolic.evaluate(prog, scalars(prog), (point,), (1.0,), None, engine="symengine")
+        assert a.jacobian is not None and not math.isfinite(a.jacobian[0][0]), text
+        assert a.notes, text
