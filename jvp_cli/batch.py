@@ -245,7 +245,10 @@ def _json_rows(
 def _json_number(x: Any, where: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise InputError(f"{json.dumps(x)[:40]} is not a number", where=where)
-    value = float(x)
+    try:
+        value = float(x)
+    except OverflowError:
+        value = math.inf
     if not math.isfinite(value):
         raise InputError(f"{x} is beyond float64", where=where)
     return value
@@ -259,6 +262,7 @@ def read_chunks(
     size = size or CHUNK
     lines = iter(stream)
     for line_no, first in enumerate(lines, start=1):  # noqa: B007 (used after the loop)
+        first = first.lstrip("\ufeff") if line_no == 1 else first  # a byte-order mark
         if first.strip():
             break
     else:

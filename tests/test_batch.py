@@ -108,3 +108,12 @@ def test_batch_into_a_closed_pipe_is_quiet(tmp_path) -> None:  # type: ignore[no
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
     assert len(r.stdout.splitlines()) == 2
     assert r.stderr == "", r.stderr
+
+
+def test_points_edge_cases(vjp) -> None:  # type: ignore[no-untyped-def]
+    # a byte-order mark before the header, Windows line ends
+    out = lines_of(vjp("x*y", "--points", "-", "--json", input="\ufeffx,y\r\n1,2\r\n").stdout)
+    assert out[0]["vjp"]["torch"] == [2.0, 1.0]
+    # an integer too big for float64 is a bad value, not a crash
+    r = vjp("x*y", "--points", "-", "--json", input="[1, " + "9" * 400 + "]\n", code=2)
+    assert "line 1" in r.stderr and "Traceback" not in r.stderr
