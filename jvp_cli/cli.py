@@ -367,6 +367,13 @@ def execute(
     """Run one command; print the result or one error line; return the exit status."""
     from . import api
 
+    if not debug:
+        # Library warnings (numpy floating-point flags, torch notices) are not for the
+        # user of a calculator: stderr carries one Error: line or nothing.
+        import warnings
+
+        warnings.simplefilter("ignore")
+
     try:
         source = _read_source(functions, file)
         if points is not None:
