@@ -33,16 +33,25 @@ def _dim(k: int) -> lang.Node:
     return lang.Num(str(k), k) if k >= 0 else lang.Neg(lang.Num(str(-k), -k))
 
 
-def _extend(children: st.SearchStrategy[lang.Node]) -> st.SearchStrategy[lang.Node]:
+def _scalar_nodes(
+    children: st.SearchStrategy[lang.Node], exponents: st.SearchStrategy[lang.Node]
+) -> list[st.SearchStrategy[lang.Node]]:
+    """Strategies for the scalar grammar's composite nodes over `children`."""
     rest = st.lists(st.tuples(st.sampled_from(["+", "-"]), children), min_size=1, max_size=3)
     mrest = st.lists(st.tuples(st.sampled_from(["*", "/"]), children), min_size=1, max_size=3)
-    return st.one_of(
+    return [
         children.map(lang.Neg),
         st.builds(lambda f, r: lang.Chain("add", f, tuple(r)), children, rest),
         st.builds(lambda f, r: lang.Chain("mul", f, tuple(r)), children, mrest),
-        st.builds(lang.Pow, children, children),
+        st.builds(lang.Pow, children, exponents),
         st.builds(lambda f, a: lang.Call(f, (a,)), st.sampled_from(UNARY_FUNCS), children),
         st.builds(lambda a, b: lang.Call("atan2", (a, b)), children, children),
+    ]
+
+
+def _extend(children: st.SearchStrategy[lang.Node]) -> st.SearchStrategy[lang.Node]:
+    return st.one_of(
+        *_scalar_nodes(children, children),
         st.builds(lang.Transpose, children),
         st.builds(lambda b, items: lang.Index(b, tuple(items)), children, ITEMS),
         st.builds(lambda f, a: lang.Call(f, (a,)), st.sampled_from(REDUCTIONS), children),
@@ -131,16 +140,7 @@ SMALL_POWERS = st.integers(-3, 3).map(
 
 
 def _scalar_extend(children: st.SearchStrategy[lang.Node]) -> st.SearchStrategy[lang.Node]:
-    rest = st.lists(st.tuples(st.sampled_from(["+", "-"]), children), min_size=1, max_size=3)
-    mrest = st.lists(st.tuples(st.sampled_from(["*", "/"]), children), min_size=1, max_size=2)
-    return st.one_of(
-        children.map(lang.Neg),
-        st.builds(lambda f, r: lang.Chain("add", f, tuple(r)), children, rest),
-        st.builds(lambda f, r: lang.Chain("mul", f, tuple(r)), children, mrest),
-        st.builds(lang.Pow, children, SMALL_POWERS),
-        st.builds(lambda f, a: lang.Call(f, (a,)), st.sampled_from(UNARY_FUNCS), children),
-        st.builds(lambda a, b: lang.Call("atan2", (a, b)), children, children),
-    )
+    return st.one_of(*_scalar_nodes(children, SMALL_POWERS))
 
 
 @settings(max_examples=80, deadline=None, derandomize=True,
