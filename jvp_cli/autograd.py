@@ -119,9 +119,90 @@ def run(
             return call(n, args)
         raise AssertionError(n)
 
+    def const_vector(values: list[float]) -> torch.Tensor:
+        t = torch.tensor(values, dtype=like.dtype, device=like.device)
+        return fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
+
+    def batched(template: lang.Node, nodes: list[lang.Node]) -> torch.Tensor:
+        """Evaluate k structurally identical scalar trees at once, as 1-D tensors of k
+        elements: the same operations, one vectorised op per node instead of k."""
+        if isinstance(template, lang.Name):
+            return torch.stack([env[n.id] for n in nodes if isinstance(n, lang.Name)])
+        if isinstance(template, lang.Num):
+            return const_vector([float(n.value) for n in nodes if isinstance(n, lang.Num)])
+        if isinstance(template, lang.Const):
+            return leaf(template)
+        parts = [batched(c, [lang.children(n)[k] for n in nodes])
+                 for k, c in enumerate(lang.children(template))]  # fmt: skip
+        return combine(template, parts)
+
+    def ev(node: lang.Node) -> torch.Tensor:
+        kids = lang.children(node)
+        if not kids:
+            return leaf(node)
+        if isinstance(node, lang.Chain) and node.kind == "add" and len(node.rest) >= BATCH_TERMS:
+            return sum_terms(node)
+        return combine(node, [ev(k) for k in kids])
+
+    def sum_terms(node: lang.Chain) -> torch.Tensor:
+        """A long sum: terms of the same shape (a sum of sin(x_j*c_j), say) are evaluated
+        together by `batched`; the others one by one. Only for scalar terms."""
+        terms = [("+", node.first), *node.rest]
+        groups: dict[Any, list[tuple[str, lang.Node]]] = {}
+        for op, term in terms:
+            groups.setdefault(_signature(term, env), []).append((op, term))
+        acc: torch.Tensor | None = None
+        for sig, members in groups.items():
+            if sig is None or len(members) < BATCH_TERMS:
+                for op, term in members:
+                    value = ev(term)
+                    acc = (value if op == "+" else -value) if acc is None else (
+                        acc + value if op == "+" else acc - value)  # fmt: skip
+                continue
+            values = batched(members[0][1], [t for _, t in members])
+            signs = const_vector([1.0 if op == "+" else -1.0 for op, _ in members])
+            total = (values * signs).sum()
+            acc = total if acc is None else acc + total
+        assert acc is not None
+        return acc
+
     for name, node in program.definitions:
-        env[name] = lang.fold(node, leaf, combine)
-    return [lang.fold(node, leaf, combine) for node in program.output_exprs]
+        env[name] = ev(node)
+    return [ev(node) for node in program.output_exprs]
+
+
+BATCH_TERMS = 16  # a sum with at least this many like-shaped terms is evaluated in one go
+
+
+def _signature(node: lang.Node, env: dict[str, Any]) -> Any:
+    """The shape of a scalar tree, ignoring which variables and numbers it holds: equal
+    signatures can be evaluated together. None where batching does not apply (a tensor
+    variable, a tensor function, indexing)."""
+    if isinstance(node, lang.Name):
+        value = env.get(node.id)
+        return "N" if value is not None and value.dim() == 0 else None
+    if isinstance(node, lang.Num):
+        return "C"
+    if isinstance(node, lang.Const):
+        return ("K", node.id)
+    if isinstance(node, (lang.Index, lang.Transpose)):
+        return None
+    if isinstance(node, lang.Call) and node.func not in lang.ELEMENTWISE:
+        return None
+    parts = []
+    for child in lang.children(node):
+        sig = _signature(child, env)
+        if sig is None:
+            return None
+        parts.append(sig)
+    head: Any = type(node).__name__
+    if isinstance(node, lang.Chain):
+        if any(op == "@" for op, _ in node.rest):
+            return None
+        head = (node.kind, tuple(op for op, _ in node.rest))
+    elif isinstance(node, lang.Call):
+        head = node.func
+    return (head, tuple(parts))
 
 
 def _floats(t: torch.Tensor) -> tuple[float, ...]:

@@ -261,7 +261,7 @@ def read_chunks(
     row raises InputError after the block of good rows before it has been yielded."""
     size = size or CHUNK
     lines = iter(stream)
-    for line_no, first in enumerate(lines, start=1):  # noqa: B007 (used after the loop)
+    for line_no, first in enumerate(lines, start=1):
         first = first.lstrip("\ufeff") if line_no == 1 else first  # a byte-order mark
         if first.strip():
             break

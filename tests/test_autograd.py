@@ -56,3 +56,30 @@ def test_float32() -> None:
     assert res.vjp is not None
     assert res.vjp[0] == pytest.approx(math.exp(1.1), rel=1e-6)
     assert res.vjp[0] != math.exp(1.1)  # really computed in float32
+
+
+def test_long_sums_batched_give_the_same_numbers(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # 40 like-shaped terms (evaluated together), some of another shape, mixed signs
+    n = 6
+    terms = [f"{'-' if k % 3 == 0 else '+'} sin(x{k % n + 1}*{k + 2}/{n + 1})" for k in range(40)]
+    terms += [f"+ x{k + 1}**2*exp(-x{(k + 1) % n + 1})" for k in range(n)]
+    text = "; ".join(["0 " + " ".join(terms), "1 " + " ".join(reversed(terms))])
+    program = lang.parse_program(text)
+    shapes = [() for _ in program.variables]
+    point = tuple(0.3 + 0.1 * j for j in range(n))
+    v, u = (1.5, -0.5), tuple(1.0 - 0.2 * j for j in range(n))
+    batched = autograd.evaluate(program, shapes, point, v, u)
+    monkeypatch.setattr(autograd, "BATCH_TERMS", 10**9)
+    plain = autograd.evaluate(program, shapes, point, v, u)
+    assert_close(batched.jacobian, plain.jacobian, rel=1e-13, abs_=1e-13)
+    assert_close(batched.vjp, plain.vjp, rel=1e-13, abs_=1e-13)
+    assert_close(batched.jvp, plain.jvp, rel=1e-13, abs_=1e-13)
+
+    def f(*x: float) -> float:
+        total = 0.0
+        for k in range(40):
+            t = math.sin(x[k % n] * (k + 2) / (n + 1))
+            total += -t if k % 3 == 0 else t
+        return total + sum(x[k] ** 2 * math.exp(-x[(k + 1) % n]) for k in range(n))
+
+    assert_close(batched.jacobian[0], central_jacobian([f], point)[0], rel=1e-6, abs_=1e-7)
