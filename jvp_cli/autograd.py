@@ -168,7 +168,12 @@ def run(
 
     for name, node in program.definitions:
         env[name] = ev(node)
-    return [ev(node) for node in program.output_exprs]
+    outputs = [ev(node) for node in program.output_exprs]
+    # ev and sum_terms refer to each other, a cycle that only the cyclic collector frees;
+    # emptying env now lets the leaves and intermediates go with the outputs, not later
+    # (with --points, chunk after chunk of them piled up).
+    env.clear()
+    return outputs
 
 
 BATCH_TERMS = 16  # a sum with at least this many like-shaped terms is evaluated in one go

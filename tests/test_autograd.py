@@ -83,3 +83,23 @@ def test_long_sums_batched_give_the_same_numbers(monkeypatch) -> None:  # type: 
         return total + sum(x[k] ** 2 * math.exp(-x[(k + 1) % n]) for k in range(n))
 
     assert_close(batched.jacobian[0], central_jacobian([f], point)[0], rel=1e-6, abs_=1e-7)
+
+
+def test_run_frees_its_tensors_without_the_cycle_collector() -> None:
+    # --points runs chunk after chunk: tensors kept alive by a reference cycle until the
+    # cyclic collector happened to run made memory grow with the number of points.
+    import gc
+    import weakref
+
+    import torch
+
+    program = lang.parse_program("t = x*x; out = sin(t) + t")
+    gc.disable()
+    try:
+        x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        ref = weakref.ref(x)
+        outs = autograd.run(program, {"x": x}, x)
+        del outs, x
+        assert ref() is None
+    finally:
+        gc.enable()
