@@ -42,9 +42,11 @@ def run(
     """Evaluate the program's outputs from `inputs` (a tensor per variable). With `forward`,
     inside a dual level, constants are dual numbers with a zero tangent."""
     env: dict[str, Any] = dict(inputs)
+    dtype, device = like.dtype, like.device
+    del like  # the closures below must not keep a leaf alive
 
     def const(value: float) -> torch.Tensor:
-        t = torch.tensor(value, dtype=like.dtype, device=like.device)
+        t = torch.tensor(value, dtype=dtype, device=device)
         # Mixing a dual tensor with a plain one sends forward-mode AD through a Python
         # decomposition that imports torch._dynamo (a second of start-up); dual with dual
         # stays native. The value is the same.
@@ -120,7 +122,7 @@ def run(
         raise AssertionError(n)
 
     def const_vector(values: list[float]) -> torch.Tensor:
-        t = torch.tensor(values, dtype=like.dtype, device=like.device)
+        t = torch.tensor(values, dtype=dtype, device=device)
         return fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
 
     def batched(template: lang.Node, nodes: list[lang.Node]) -> torch.Tensor:
