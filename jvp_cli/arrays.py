@@ -403,12 +403,64 @@ def evaluate(
         return [ev.run(node) for node in program.output_exprs]
 
 
+def _scalar_program(program: lang.Program, inputs: dict[str, np.ndarray]) -> bool:
+    """True when every variable is a scalar and no tensor operation occurs."""
+    if any(np.ndim(a) for a in inputs.values()):
+        return False
+    stack = [node for _, node in program.definitions] + list(program.output_exprs)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (lang.Index, lang.Transpose)):
+            return False
+        if isinstance(n, lang.Call) and n.func not in lang.ELEMENTWISE:
+            return False
+        if isinstance(n, lang.Chain) and any(op == "@" for op, _ in n.rest):
+            return False
+        stack.extend(lang.children(n))
+    return True
+
+
+class _ScalarFloats:
+    """The domain check of an all-scalar program in plain Python floats: the same verdicts
+    as FloatBackend (math raises where numpy returns NaN), without an array per node, which
+    cost more than the check itself on big systems."""
+
+    def __init__(self, inputs: dict[str, np.ndarray]) -> None:
+        self.env: dict[str, Any] = {k: float(v) for k, v in inputs.items()}
+
+    def run(self, node: lang.Node) -> np.ndarray:
+        def leaf(n: lang.Node) -> float:
+            if isinstance(n, lang.Name):
+                return float(self.env[n.id])
+            if isinstance(n, lang.Const):
+                return math.pi if n.id == "pi" else math.e
+            assert isinstance(n, lang.Num)
+            return float(n.value)
+
+        def combine(n: lang.Node, vals: list[float]) -> float:
+            result = lang.const_eval_node(n, vals)
+            if result is None or math.isnan(result):
+                raise _Found(Undefined(n, "domain"))
+            if math.isinf(result):
+                raise _Found(Undefined(n, "overflow"))
+            return result
+
+        return np.asarray(lang.fold(node, leaf, combine), dtype=np.float64)
+
+
 def domain_check(
     program: lang.Program, inputs: dict[str, np.ndarray]
 ) -> list[np.ndarray | Undefined]:
     """Each output at the point in float64, or the first sub-expression that is undefined or
     overflows there. Intermediate statements are checked once, where they are defined."""
-    ev = Evaluator(FloatBackend(), {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()})
+    scalar = _scalar_program(program, inputs)
+    ev: Evaluator | _ScalarFloats = (
+        _ScalarFloats(inputs)
+        if scalar
+        else Evaluator(
+            FloatBackend(), {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
+        )
+    )
     broken: dict[str, Undefined] = {}
     with np.errstate(all="ignore"):
         for name, node in program.definitions:
@@ -416,7 +468,10 @@ def domain_check(
                 ev.env[name] = ev.run(node)
             except _Found as found:
                 broken[name] = found.undefined
-                ev.env[name] = np.full(_shape_of(ev, node), np.nan)
+                if isinstance(ev, _ScalarFloats):
+                    ev.env[name] = math.nan
+                else:
+                    ev.env[name] = np.full(_shape_of(ev, node), np.nan)
         out: list[np.ndarray | Undefined] = []
         for node in program.output_exprs:
             bad = next((broken[nm] for nm, _ in lang.names_in(node) if nm in broken), None)

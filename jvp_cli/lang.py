@@ -977,58 +977,6 @@ def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
     raise AssertionError(f"not a constant node: {n!r}")
 
 
-@dataclass(frozen=True)
-class Undefined:
-    """Marks a value that float64 cannot hold at the point: `node` is the first sub-expression
-    outside its real domain ("domain") or beyond the float64 range ("overflow")."""
-
-    node: Node
-    reason: str = "domain"
-
-    def explain(self) -> str:
-        text = unparse(self.node)
-        text = text if len(text) <= 60 else text[:57] + "..."
-        if self.reason == "overflow":
-            return f"{text} overflows float64 (beyond 1.8e308) at the point"
-        return f"{text} is undefined at the point (outside its real domain)"
-
-
-def float_values(program: Program, point: Sequence[float]) -> list[float | Undefined]:
-    """Each output of `program` at `point` in plain float arithmetic (Python's math module), or
-    the first sub-expression that is undefined there (log of a negative, 0/0, sqrt(-1), ...)
-    or overflows float64 (exp(1000)).
-
-    A third, independent evaluator: it tells whether the point is inside the real domain of
-    every sub-expression, which neither engine's derivative alone reveals (d log(x) = 1/x is
-    finite at x = -1)."""
-    env: dict[str, float | Undefined] = dict(zip(program.variables, point, strict=True))
-
-    def leaf(n: Node) -> float | Undefined:
-        if isinstance(n, Num):
-            return float(n.value)
-        if isinstance(n, Const):
-            return math.pi if n.id == "pi" else math.e
-        assert isinstance(n, Name)
-        return env[n.id]
-
-    def combine(n: Node, vals: list[float | Undefined]) -> float | Undefined:
-        for x in vals:
-            if isinstance(x, Undefined):
-                return x
-        r = const_eval_node(n, vals)  # type: ignore[arg-type]
-        if r is None or math.isnan(r):
-            return Undefined(n)
-        if math.isinf(r):
-            # Overflow. Also what keeps SymPy from evaluating exp(exp(exp(exp(x)))) to
-            # millions of digits: every sub-expression of a derivative is one of these.
-            return Undefined(n, "overflow")
-        return r
-
-    for name, node in program.definitions:
-        env[name] = fold(node, leaf, combine)  # type: ignore[assignment]
-    return [fold(node, leaf, combine) for node in program.output_exprs]  # type: ignore[misc]
-
-
 def evaluate_constant(source: str, where: str) -> float:
     """Parse and evaluate a constant expression such as `pi/3` or `-1e-3` to a finite float."""
     node = parse_expression(source, where)
