@@ -329,18 +329,17 @@ class _Parser:
         self.where = where
         self.toks = tokenize(source, where)
         self.i = 0
+        self.last = len(self.toks) - 1
+        self.tok = self.toks[0]  # the current token: an attribute, read millions of times
         self.depth = 0
         self.nodes = 0
         self.allow_statements = allow_statements
 
     # -- helpers
-    @property
-    def tok(self) -> Token:
-        return self.toks[self.i]
-
     def advance(self) -> Token:
-        t = self.toks[self.i]
-        self.i += 1
+        t = self.tok
+        self.i = min(self.i + 1, self.last)
+        self.tok = self.toks[self.i]
         return t
 
     def error(self, what: str, tok: Token | None = None, fix: str | None = None) -> InputError:
