@@ -381,7 +381,7 @@ def choose_engine(program: lang.Program, engine: str) -> str:
         return engine
     from .arrays import SymengineBackend
 
-    used = {c.func for c in _calls(program)} & SymengineBackend.UNSUPPORTED
+    used = program.calls & SymengineBackend.UNSUPPORTED
     # find_spec, not import: importing SymEngine pulls in parts of SymPy a small problem
     # never needs (about 0.1 s of a seed-example run)
     available = importlib.util.find_spec("symengine") is not None
@@ -399,7 +399,7 @@ def choose_engine(program: lang.Program, engine: str) -> str:
                 fix="use --engine sympy (or auto)",
             )
         return engine
-    big = lang.node_count(program) >= ENGINE_THRESHOLD
+    big = program.size >= ENGINE_THRESHOLD
     return "symengine" if available and big and not used else "sympy"
 
 
@@ -425,7 +425,7 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         )
     elif problem.v_implicit:
         notes.append("v = 1 for the scalar output, as out.backward() does")
-    if any(call.func in ("max", "min") for call in _calls(program)):
+    if program.calls & {"max", "min"}:
         notes.append(
             "max/min: where several elements tie, torch splits the gradient evenly "
             "between them; mathematically there is no derivative there (SymPy: NaN)"
@@ -445,14 +445,3 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         assert sym.jvp is not None and ag.jvp is not None
         checks.append(compare("jvp", sym.jvp, ag.jvp, problem.rtol, problem.atol))
     return Report(problem, sym, ag, tuple(checks), tuple(notes))
-
-
-def _calls(program: lang.Program) -> list[lang.Call]:
-    out = []
-    stack = [node for _, node in program.definitions] + list(program.output_exprs)
-    while stack:
-        n = stack.pop()
-        if isinstance(n, lang.Call):
-            out.append(n)
-        stack.extend(lang.children(n))
-    return out

@@ -156,6 +156,9 @@ class Program:
     output_exprs: tuple[Node, ...]
     definitions: tuple[tuple[str, Node], ...]  # every named statement, in order
     variables: tuple[str, ...]  # free names, naturally ordered
+    size: int = 0  # tree nodes, counted by the parser
+    calls: frozenset[str] = frozenset()  # the functions the program calls
+    tensor_ops: bool = False  # whether @, .T, indexing or a tensor function occurs
 
     def functions_text(self) -> tuple[str, ...]:
         return tuple(unparse(e) for e in self.output_exprs)
@@ -281,7 +284,7 @@ def tokenize(source: str, where: str = "the functions") -> list[Token]:
 
 def _number(tok: Token, source: str, where: str) -> Num:
     text = tok.text
-    if re.fullmatch(r"[0-9]+", text):
+    if text.isdigit():
         value: int | float = int(text)
         if len(text.lstrip("0")) > 300:
             raise LimitError(
@@ -333,6 +336,8 @@ class _Parser:
         self.tok = self.toks[0]  # the current token: an attribute, read millions of times
         self.depth = 0
         self.nodes = 0
+        self.calls: set[str] = set()
+        self.tensor_ops = False
         self.allow_statements = allow_statements
 
     # -- helpers
@@ -464,6 +469,8 @@ class _Parser:
         rest: list[tuple[str, Node]] = []
         while self.tok.kind == "op" and self.tok.text in ("*", "/", "@"):
             op = self.advance()
+            if op.text == "@":
+                self.tensor_ops = True
             if self.tok.kind == "op" and self.tok.text == "/" and op.text == "/":
                 raise self.error(
                     "'//' (floor division) is not part of the language",
@@ -504,6 +511,7 @@ class _Parser:
                 attr = self.tok
                 if attr.kind == "name" and attr.text == "T":
                     self.advance()
+                    self.tensor_ops = True
                     node = self.count(Transpose(node, t.pos))
                     continue
                 if attr.kind == "num" or (attr.kind == "op" and attr.text == "."):
@@ -514,6 +522,7 @@ class _Parser:
                     fix="the only attribute is .T (transpose); a number needs a digit next "
                     "to its decimal point",
                 )
+            self.tensor_ops = True
             node = self.count(Index(node, self.index_items(t), t.pos))
         return node
 
@@ -658,6 +667,9 @@ class _Parser:
                 f"{name} takes {want} argument{'s' if most > 1 else ''}, got {len(args)}",
                 name_tok,
             )
+        self.calls.add(name)
+        if name in TENSOR_FUNCTIONS:
+            self.tensor_ops = True
         return self.count(Call(name, tuple(args), name_tok.pos))
 
 
@@ -780,6 +792,9 @@ def parse_program(
         output_exprs=tuple(out_exprs),
         definitions=tuple((s.name, s.expr) for s in stmts if s.name is not None),
         variables=tuple(order),
+        size=p.nodes,
+        calls=frozenset(p.calls),
+        tensor_ops=p.tensor_ops,
     )
 
 
@@ -830,17 +845,6 @@ def children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, (Index, Transpose)):
         return (node.base,)
     return ()
-
-
-def node_count(program: Program) -> int:
-    """How many tree nodes the program's statements hold."""
-    count = 0
-    stack = [st.expr for st in program.statements]
-    while stack:
-        n = stack.pop()
-        count += 1
-        stack.extend(children(n))
-    return count
 
 
 def names_in(node: Node) -> list[tuple[str, int]]:
