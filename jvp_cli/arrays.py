@@ -429,23 +429,38 @@ class _ScalarFloats:
         self.env: dict[str, Any] = {k: float(v) for k, v in inputs.items()}
 
     def run(self, node: lang.Node) -> np.ndarray:
-        def leaf(n: lang.Node) -> float:
-            if isinstance(n, lang.Name):
-                return float(self.env[n.id])
-            if isinstance(n, lang.Const):
-                return math.pi if n.id == "pi" else math.e
-            assert isinstance(n, lang.Num)
-            return float(n.value)
+        return np.asarray(self._ev(node), dtype=np.float64)
 
-        def combine(n: lang.Node, vals: list[float]) -> float:
-            result = lang.const_eval_node(n, vals)
-            if result is None or math.isnan(result):
-                raise _Found(Undefined(n, "domain"))
-            if math.isinf(result):
-                raise _Found(Undefined(n, "overflow"))
-            return result
+    def _ev(self, n: lang.Node) -> float:
+        # dispatch on the exact type: this walk visits every node of big systems
+        kind = type(n)
+        if kind is lang.Name:
+            return float(self.env[n.id])  # type: ignore[union-attr]
+        if kind is lang.Num:
+            return float(n.value)  # type: ignore[union-attr]
+        if kind is lang.Chain:
+            return self._checked(
+                n, lang.const_eval_node(n, [self._ev(c) for c in lang.children(n)])
+            )
+        if kind is lang.Call:
+            return self._checked(n, lang.const_eval_node(n, [self._ev(a) for a in n.args]))  # type: ignore[union-attr]
+        if kind is lang.Neg:
+            return -self._ev(n.operand)  # type: ignore[union-attr]
+        if kind is lang.Pow:
+            return self._checked(
+                n,
+                lang.const_eval_node(n, [self._ev(n.base), self._ev(n.exponent)]),  # type: ignore[union-attr]
+            )
+        assert isinstance(n, lang.Const)
+        return math.pi if n.id == "pi" else math.e
 
-        return np.asarray(lang.fold(node, leaf, combine), dtype=np.float64)
+    @staticmethod
+    def _checked(n: lang.Node, result: float | None) -> float:
+        if result is None or math.isnan(result):
+            raise _Found(Undefined(n, "domain"))
+        if math.isinf(result):
+            raise _Found(Undefined(n, "overflow"))
+        return result
 
 
 def domain_check(
