@@ -390,10 +390,52 @@ def _as_array(value: Any, dtype: Any) -> np.ndarray:
     return out
 
 
+class _ScalarExpressions:
+    """An all-scalar program evaluated straight on SymPy or SymEngine expressions, with the
+    same construction as the array path (n-ary Add and Mul, -t as -1*t, a/b as a*b**-1):
+    a numpy wrapper per node cost more than the algebra on big systems."""
+
+    def __init__(self, backend: SympyBackend, inputs: dict[str, np.ndarray]) -> None:
+        self.b = backend
+        self.lib = backend.sp
+        self.env: dict[str, Any] = {name: a[()] for name, a in inputs.items()}
+
+    def run(self, node: lang.Node) -> Any:
+        n = node
+        kind = type(n)
+        lib = self.lib
+        if kind is lang.Name:
+            return self.env[n.id]  # type: ignore[union-attr]
+        if kind is lang.Num or kind is lang.Const:
+            return self.b.const(0.0, n)
+        if kind is lang.Chain:
+            assert isinstance(n, lang.Chain)
+            first = self.run(n.first)
+            if n.kind == "add":
+                return lib.Add(first, *[self.run(c) if op == "+" else lib.Mul(-1, self.run(c))
+                                        for op, c in n.rest])  # fmt: skip
+            return lib.Mul(first, *[self.run(c) if op == "*" else lib.Pow(self.run(c), -1)
+                                    for op, c in n.rest])  # fmt: skip
+        if kind is lang.Call:
+            assert isinstance(n, lang.Call)
+            return self.b.funcs[n.func](*[self.run(a) for a in n.args])
+        if kind is lang.Neg:
+            assert isinstance(n, lang.Neg)
+            return lib.Mul(-1, self.run(n.operand))
+        assert isinstance(n, lang.Pow)
+        return lib.Pow(self.run(n.base), self.run(n.exponent))
+
+
 def evaluate(
     program: lang.Program, backend: Backend, inputs: dict[str, np.ndarray]
 ) -> list[np.ndarray]:
     """Each output of the program, as an array of the backend's elements."""
+    if isinstance(backend, SympyBackend) and _scalar_program(program, inputs):
+        fast = _ScalarExpressions(backend, inputs)
+        with np.errstate(all="ignore"):
+            for name, node in program.definitions:
+                fast.env[name] = fast.run(node)
+            return [_obj(fast.run(node)) for node in program.output_exprs]
     ev = Evaluator(backend, dict(inputs))
     # SymPy's number crunching can leave the FPU overflow flag set, which numpy's object
     # loops would report as a RuntimeWarning on stderr; results are judged elsewhere.
@@ -405,19 +447,7 @@ def evaluate(
 
 def _scalar_program(program: lang.Program, inputs: dict[str, np.ndarray]) -> bool:
     """True when every variable is a scalar and no tensor operation occurs."""
-    if any(np.ndim(a) for a in inputs.values()):
-        return False
-    stack = [node for _, node in program.definitions] + list(program.output_exprs)
-    while stack:
-        n = stack.pop()
-        if isinstance(n, (lang.Index, lang.Transpose)):
-            return False
-        if isinstance(n, lang.Call) and n.func not in lang.ELEMENTWISE:
-            return False
-        if isinstance(n, lang.Chain) and any(op == "@" for op, _ in n.rest):
-            return False
-        stack.extend(lang.children(n))
-    return True
+    return not program.tensor_ops and not any(np.ndim(a) for a in inputs.values())
 
 
 class _ScalarFloats:
