@@ -337,6 +337,8 @@ class _Parser:
         self.depth = 0
         self.nodes = 0
         self.calls: set[str] = set()
+        self.names: list[tuple[str, int]] = []  # every Name with its position, in order
+        self.statement_names: list[list[tuple[str, int]]] = []
         self.tensor_ops = False
         self.allow_statements = allow_statements
 
@@ -392,7 +394,9 @@ class _Parser:
                 self.advance()
             if self.tok.kind == "end":
                 break
+            first_name = len(self.names)
             stmts.append(self.statement())
+            self.statement_names.append(self.names[first_name:])
             t = self.tok
             if t.kind == "end":
                 break
@@ -601,6 +605,7 @@ class _Parser:
                 )
             if t.text in CONSTANTS:
                 return self.count(Const(t.text, t.pos))
+            self.names.append((t.text, t.pos))
             return self.count(Name(t.text, t.pos))
         if t.kind == "op" and t.text == "(":
             self.advance()
@@ -704,8 +709,8 @@ def parse_program(
     free: dict[str, int] = {}
     all_names = {s.name for s in stmts if s.name is not None}
     bounds: dict[str, Bound] = {}
-    for st in stmts:
-        for name, pos in names_in(st.expr):
+    for st, st_names in zip(stmts, p.statement_names, strict=True):
+        for name, pos in st_names:
             if name in defined:
                 used_later.add(name)
             elif name in all_names:
