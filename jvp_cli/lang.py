@@ -167,10 +167,13 @@ class Program:
 # ---- tokens -----------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"(?P<ws>[ \t\r\f\v]+)"
-    r"|(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"[ \t\r\f\v]*(?:"  # white space before a token is part of its match
+    r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op>\*\*|[-+*/^(),;=\n@\[\]:.])"
+    r"|(?P<bad>.)"  # anything else: reported with its position
+    r"|(?P<end>$))",
+    re.DOTALL,
 )
 
 
@@ -258,26 +261,25 @@ def tokenize(source: str, where: str = "the functions") -> list[Token]:
             fix="split the problem or read it from a smaller file",
         )
     tokens: list[Token] = []
-    pos = 0
-    n = len(source)
-    match = _TOKEN.match
-    while pos < n:
-        m = match(source, pos)
-        if m is None:
-            raise _bad_char(source[pos], source, pos, where)
+    append = tokens.append
+    for m in _TOKEN.finditer(source):
         kind = m.lastgroup
-        text = m.group()
-        if kind != "ws":
-            if kind == "num" and len(text) > MAX_NUMBER_CHARS:
-                raise LimitError(
-                    f"number literal of {len(text)} characters (limit {MAX_NUMBER_CHARS})",
-                    where=where,
-                    source=source,
-                    pos=pos,
-                    fix="write it in scientific notation, e.g. 1.5e40",
-                )
-            tokens.append(Token(kind or "", text, pos))
-        pos = m.end()
+        if kind == "end":
+            break
+        pos = m.start(kind)
+        if kind == "bad":
+            raise _bad_char(source[pos], source, pos, where)
+        text = m.group(kind)
+        if kind == "num" and len(text) > MAX_NUMBER_CHARS:
+            raise LimitError(
+                f"number literal of {len(text)} characters (limit {MAX_NUMBER_CHARS})",
+                where=where,
+                source=source,
+                pos=pos,
+                fix="write it in scientific notation, e.g. 1.5e40",
+            )
+        append(Token(kind or "", text, pos))
+    n = len(source)
     tokens.append(Token("end", "", n))
     return tokens
 
