@@ -263,7 +263,7 @@ def tokenize(source: str, where: str = "the functions") -> list[Token]:
     tokens: list[Token] = []
     append = tokens.append
     for m in _TOKEN.finditer(source):
-        kind = m.lastgroup
+        kind = m.lastgroup or "end"
         if kind == "end":
             break
         pos = m.start(kind)
@@ -278,7 +278,7 @@ def tokenize(source: str, where: str = "the functions") -> list[Token]:
                 pos=pos,
                 fix="write it in scientific notation, e.g. 1.5e40",
             )
-        append(Token(kind or "", text, pos))
+        append(Token(kind, text, pos))
     n = len(source)
     tokens.append(Token("end", "", n))
     return tokens
