@@ -212,6 +212,19 @@ def _signature(node: lang.Node, env: dict[str, Any]) -> Any:
     return (head, tuple(parts))
 
 
+def _flat_floats(
+    grads: Sequence[torch.Tensor | None], leaves: Sequence[torch.Tensor]
+) -> tuple[float, ...]:
+    """Gradients for every leaf, flattened into one row of floats (zeros where a leaf got
+    none): one transfer to Python per row, not one per leaf."""
+    parts = [
+        g.detach().reshape(-1) if g is not None else torch.zeros(leaf.numel(), dtype=leaf.dtype,
+                                                                 device=leaf.device)
+        for g, leaf in zip(grads, leaves, strict=True)
+    ]  # fmt: skip
+    return tuple(torch.cat(parts).to("cpu", torch.float64).tolist())
+
+
 def _floats(t: torch.Tensor) -> tuple[float, ...]:
     return tuple(float(x) for x in t.detach().to("cpu", torch.float64).reshape(-1).tolist())
 
@@ -264,10 +277,7 @@ def evaluate(
                 rows.append((0.0,) * width)
                 continue
             grads = torch.autograd.grad(flat[k], leaves, retain_graph=True, allow_unused=True)
-            row: list[float] = []
-            for g, leaf in zip(grads, leaves, strict=True):
-                row.extend(_floats(g) if g is not None else (0.0,) * leaf.numel())
-            rows.append(tuple(row))
+            rows.append(_flat_floats(grads, leaves))
 
     vjp = None
     if v is not None:
@@ -280,11 +290,7 @@ def evaluate(
             pairs = [(o, c) for o, c in zip(outs, cotangents, strict=True) if o.requires_grad]
             if pairs:
                 torch.autograd.backward([o for o, _ in pairs], [c for _, c in pairs])
-        vjp = tuple(
-            x
-            for leaf in leaves
-            for x in (_floats(leaf.grad) if leaf.grad is not None else (0.0,) * leaf.numel())
-        )
+        vjp = _flat_floats([leaf.grad for leaf in leaves], leaves)
 
     jvp = None
     if u is not None:
