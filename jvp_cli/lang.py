@@ -372,11 +372,6 @@ class _Parser:
             return "end of line"
         return f"'{t.text}'"
 
-    def expect(self, text: str, fix: str | None = None) -> Token:
-        if self.tok.text != text or self.tok.kind != "op":
-            raise self.error(f"expected '{text}' but found {self.describe(self.tok)}", fix=fix)
-        return self.advance()
-
     def enter(self, t: Token) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:

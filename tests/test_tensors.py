@@ -208,3 +208,11 @@ def test_symbolic_tensor_jacobian_without_point(vjp) -> None:  # type: ignore[no
     d = vjp("sum(x*x)", "--shape", "x=2", "--json").json()
     assert d["jacobian"]["symbolic"] == [["2*x[0]", "2*x[1]"]]
     json.dumps(d)
+
+
+def test_undefined_tensor_intermediate(vjp) -> None:  # type: ignore[no-untyped-def]
+    d = vjp("t = log(x); out = sum(t) + sum(y)", "--at", "x=[1,-1],y=[1,2]", "--json",
+            code=1).json()  # fmt: skip
+    assert d["status"] == "undefined"
+    assert any("log(x) is undefined" in n for n in d["notes"])
+    assert d["vjp"]["grads"]["x"]["torch"] == [1.0, -1.0]  # what torch returns: 1/x
