@@ -527,28 +527,9 @@ def _batch(
     if summary.truncated:
         _silence_stdout()
     elif not json_out:
-        from rich.table import Table
+        from .render import batch_summary
 
-        table = Table(title="--points summary", title_justify="left")
-        for col in (
-            "points",
-            "agree",
-            "disagree",
-            "undefined",
-            "worst |SymPy - torch|",
-            "at line",
-            "seconds",
-        ):
-            table.add_column(col, justify="right")
-        table.add_row(
-            str(summary.points),
-            str(summary.agree),
-            str(summary.disagree),
-            str(summary.undefined),
-            f"{summary.worst:.3g}",
-            str(summary.worst_line or "-"),
-            f"{summary.seconds:.2f}",
-        )
+        table = batch_summary(summary)
         try:
             _console().print(table)
         except BrokenPipeError:

@@ -461,3 +461,24 @@ def _product_panel(
 
 def _clip(text: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def batch_summary(summary: Any) -> Any:
+    """The --points summary table: how many points agree, and the worst difference, where."""
+    from rich.table import Table
+
+    table = Table(title="--points summary", title_justify="left")
+    columns = ("points", "agree", "disagree", "undefined", "worst |SymPy - torch|", "at line",
+               "seconds")  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(summary.points),
+        str(summary.agree),
+        str(summary.disagree),
+        str(summary.undefined),
+        f"{summary.worst:.3g}",
+        str(summary.worst_line or "-"),
+        f"{summary.seconds:.2f}",
+    )
+    return table
