@@ -379,9 +379,7 @@ def choose_engine(program: lang.Program, engine: str) -> str:
         )
     if engine == "sympy":
         return engine
-    from .arrays import SymengineBackend
-
-    used = program.calls & SymengineBackend.UNSUPPORTED
+    used = program.calls & lang.NO_SYMENGINE_DERIVATIVE
     # find_spec, not import: importing SymEngine pulls in parts of SymPy a small problem
     # never needs (about 0.1 s of a seed-example run)
     available = importlib.util.find_spec("symengine") is not None

@@ -141,7 +141,7 @@ class SymengineBackend(SympyBackend):
     problems (a 200 x 200 dense system builds in 0.2 s instead of 50 s). abs, relu, max and
     min are left to SymPy: SymEngine has no derivative for them."""
 
-    UNSUPPORTED = frozenset({"abs", "relu", "max", "min"})
+    UNSUPPORTED = lang.NO_SYMENGINE_DERIVATIVE
 
     def __init__(self) -> None:
         import symengine as se

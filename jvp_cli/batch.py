@@ -312,8 +312,9 @@ def run(
     from . import autograd, numeric, symbolic
 
     check_supported(program, problem)
-    outputs, symbols, _, _ = symbolic.build(program, problem.shapes)
-    jac = symbolic.jacobian(outputs, symbols)
+    built = symbolic.build(program, problem.shapes)
+    symbols = built.symbols
+    jac = symbolic.jacobian(built.exprs, symbols)
     tdtype = autograd.DTYPES[problem.dtype]
     dev = autograd.device_of(problem.device)
     n, m = len(problem.variables), len(problem.outputs)

@@ -42,6 +42,8 @@ TENSOR_FUNCTIONS: dict[str, tuple[int, int]] = {
     "logsumexp": (1, 2), "softmax": (1, 2), "norm": (1, 1), "dot": (2, 2),
     "reshape": (2, 9),
 }  # fmt: skip
+# Functions SymEngine cannot differentiate: programs using them stay on SymPy.
+NO_SYMENGINE_DERIVATIVE = frozenset({"abs", "relu", "max", "min"})
 FUNCTIONS: dict[str, tuple[int, int]] = {
     **{name: (k, k) for name, k in ELEMENTWISE.items()},
     **TENSOR_FUNCTIONS,

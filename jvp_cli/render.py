@@ -50,17 +50,11 @@ def _check_fields(check: Check) -> dict[str, Any]:
     return out
 
 
-def _split(
-    flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
-) -> dict[str, Any]:
-    """Flat values -> {name: value nested in its shape}."""
-    out: dict[str, Any] = {}
-    k = 0
-    for name, shape in zip(names, shapes, strict=True):
-        n = math.prod(shape)
-        out[name] = nest(_nums(list(flat[k : k + n])), shape)
-        k += n
-    return out
+def _split(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
+           ) -> dict[str, Any]:  # fmt: skip
+    """Flat values -> {name: value nested in its shape}, JSON-ready."""
+    return {name: nest(_nums(list(vals)), shape)
+            for name, shape, vals in _per_name(flat, names, shapes)}  # fmt: skip
 
 
 def to_dict(report: Report) -> dict[str, Any]:

@@ -13,8 +13,8 @@ and d relu(u) = Heaviside(u, nan). The CLI reports such entries as undefined.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import sympy as sp
@@ -29,11 +29,16 @@ PRETTY_CELLS = 10_000  # entries beyond which no LaTeX form is made
 PRETTY_ROWS, PRETTY_COLS = 14, 8  # the largest matrix drawn in 2-D (bigger: a labelled table)
 
 
-def build(
-    program: lang.Program, shapes: Sequence[Shape], engine: str = "sympy"
-) -> tuple[list[Any], list[Any], list[str], list[str]]:
-    """The outputs' elements as SymPy (or SymEngine) expressions, flattened, in order; the
-    variables' element symbols, flattened; and the row and column labels."""
+class Built(NamedTuple):
+    exprs: list[Any]  # the outputs' elements, flattened, in order: the rows of J
+    symbols: list[Any]  # the variables' element symbols, flattened: the columns of J
+    rows: list[str]
+    cols: list[str]
+    sizes: list[int]  # how many rows each output has
+
+
+def build(program: lang.Program, shapes: Sequence[Shape], engine: str = "sympy") -> Built:
+    """The program as SymPy (or SymEngine) expressions, with its row and column labels."""
     inputs: dict[str, np.ndarray] = {}
     symbols: list[Any] = []
     cols: list[str] = []
@@ -65,7 +70,7 @@ def build(
     for name, out in zip(program.outputs, outs, strict=True):
         exprs.extend(out.flat)
         rows.extend(labels(name, out.shape))
-    return exprs, symbols, rows, cols
+    return Built(exprs, symbols, rows, cols, [out.size for out in outs])
 
 
 def _undefined_at_kinks(expr: Any) -> Any:
@@ -157,9 +162,11 @@ def evaluate(
 ) -> SymbolicResult:
     """The symbolic Jacobian of the flattened outputs by the flattened variables and, given a
     point, its values, v^T J and J u (all flat, row-major)."""
-    outputs, symbols, rows, cols = build(program, shapes, engine)
+    outputs, symbols, rows, cols, sizes = build(program, shapes, engine)
     if engine == "symengine":
-        return _evaluate_symengine(program, shapes, point, v, u, outputs, symbols, rows, cols)
+        return _evaluate_symengine(
+            program, shapes, point, v, u, outputs, symbols, rows, cols, sizes
+        )
     jac = jacobian(outputs, symbols)
     width = len(symbols)
     text_rows = []
@@ -186,22 +193,13 @@ def evaluate(
     # The point's float64 values exactly, as rationals: exact arithmetic where it can be
     # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
     subs = {s: sp.Rational(x) for s, x in zip(symbols, point, strict=True)}
-    undefined_rows = _domain(program, shapes, point)
-    values: list[Sparse] = []
-    notes: list[str] = []
-    for i, row in enumerate(jac):
-        why = undefined_rows.get(i)
-        if why is not None:
-            notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
-            values.append(dict.fromkeys(range(width), sp.nan))
-            continue
-        vrow: Sparse = {}
-        for j, e in row.items():
-            val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
-            if not math.isfinite(to_float(val)):
-                notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is {_why(val)} at the point")
-            vrow[j] = val
-        values.append(vrow)
+
+    def value_of(e: Any) -> tuple[Any, str | None]:
+        val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
+        return val, None if math.isfinite(to_float(val)) else _why(val)
+
+    values, notes = _entries_at(jac, rows, cols, _domain(program, shapes, point, sizes),
+                                width, value_of, sp.nan)  # fmt: skip
     jac_f = []
     for vrow in values:
         frow = [0.0] * width
@@ -243,6 +241,7 @@ def _evaluate_symengine(
     symbols: list[Any],
     rows: list[str],
     cols: list[str],
+    sizes: list[int],
 ) -> SymbolicResult:
     """The same results with SymEngine underneath, for big problems: no SymPy objects are
     built (converting them back costs more than the work itself), values at 100 bits."""
@@ -256,20 +255,17 @@ def _evaluate_symengine(
         return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols))
     subs = {s: se.Rational(q.numerator, q.denominator)
             for s, q in zip(symbols, map(_exact, point), strict=True)}  # fmt: skip
-    undefined_rows = _domain(program, shapes, point)
+
+    def value_of(e: Any) -> tuple[float, str | None]:
+        val = _se_value(e.subs({x: subs[x] for x in e.free_symbols}))
+        return val, None if math.isfinite(val) else "not finite"
+
+    entries, notes = _entries_at(jac, rows, cols, _domain(program, shapes, point, sizes),
+                                 width, value_of, math.nan)  # fmt: skip
     jac_f: list[list[float]] = []
-    notes: list[str] = []
-    for i, row in enumerate(jac):
+    for entry_row in entries:
         frow = [0.0] * width
-        why = undefined_rows.get(i)
-        if why is not None:
-            notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
-            jac_f.append([math.nan] * width)
-            continue
-        for j, e in row.items():
-            val = _se_value(e.subs({x: subs[x] for x in e.free_symbols}))
-            if not math.isfinite(val):
-                notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is not finite at the point")
+        for j, val in entry_row.items():
             frow[j] = val
         jac_f.append(frow)
     vjp = jvp = None
@@ -320,15 +316,44 @@ def _pretty(matrix: Any) -> str:
             del sys.modules[name]
 
 
+def _entries_at(
+    jac: list[Sparse],
+    rows: Sequence[str],
+    cols: Sequence[str],
+    undefined_rows: dict[int, str],
+    width: int,
+    value_of: Callable[[Any], tuple[Any, str | None]],
+    nan: Any,
+) -> tuple[list[Sparse], list[str]]:
+    """The nonzero entries of J at the point, row by row, and a note for each entry that is
+    not finite there; a row whose function is undefined at the point is NaN throughout."""
+    values: list[Sparse] = []
+    notes: list[str] = []
+    for i, row in enumerate(jac):
+        why = undefined_rows.get(i)
+        if why is not None:
+            notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
+            values.append(dict.fromkeys(range(width), nan))
+            continue
+        vrow: Sparse = {}
+        for j, e in row.items():
+            vrow[j], problem = value_of(e)
+            if problem is not None:
+                notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is {problem} at the point")
+        values.append(vrow)
+    return values, notes
+
+
 def _short(e: Any) -> str:
     text = str(e)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _domain(
-    program: lang.Program, shapes: Sequence[Shape], point: Sequence[float]
+    program: lang.Program, shapes: Sequence[Shape], point: Sequence[float], sizes: Sequence[int]
 ) -> dict[int, str]:
-    """Rows of J (flat output elements) at which the point leaves a real domain or float64."""
+    """Rows of J (flat output elements) at which the point leaves a real domain or float64;
+    `sizes` is how many rows each output has."""
     inputs: dict[str, np.ndarray] = {}
     k = 0
     for name, shape in zip(program.variables, shapes, strict=True):
@@ -337,18 +362,9 @@ def _domain(
         k += n
     bad: dict[int, str] = {}
     row = 0
-    for result, out_shape in zip(
-        arrays.domain_check(program, inputs), _output_shapes(program, shapes), strict=True
-    ):
-        n = math.prod(out_shape)
+    for result, n in zip(arrays.domain_check(program, inputs), sizes, strict=True):
         if isinstance(result, arrays.Undefined):
             for r in range(row, row + n):
                 bad[r] = result.explain()
         row += n
     return bad
-
-
-def _output_shapes(program: lang.Program, shapes: Sequence[Shape]) -> list[Shape]:
-    from .shapes import infer
-
-    return infer(program, dict(zip(program.variables, shapes, strict=True)))
