@@ -435,14 +435,16 @@ def evaluate(
         with np.errstate(all="ignore"):
             for name, node in program.definitions:
                 fast.env[name] = fast.run(node)
-            return [_obj(fast.run(node)) for node in program.output_exprs]
+            return [_obj(fast.run(node) if name is None else fast.env[name])
+                    for name, node in program.computed()]  # fmt: skip
     ev = Evaluator(backend, dict(inputs))
     # SymPy's number crunching can leave the FPU overflow flag set, which numpy's object
     # loops would report as a RuntimeWarning on stderr; results are judged elsewhere.
     with np.errstate(all="ignore"):
         for name, node in program.definitions:
             ev.env[name] = ev.run(node)
-        return [ev.run(node) for node in program.output_exprs]
+        return [ev.run(node) if name is None else ev.env[name]
+                for name, node in program.computed()]  # fmt: skip
 
 
 def _scalar_program(program: lang.Program, inputs: dict[str, np.ndarray]) -> bool:
@@ -518,10 +520,15 @@ def domain_check(
                 else:
                     ev.env[name] = np.full(_shape_of(ev, node), np.nan)
         out: list[np.ndarray | Undefined] = []
-        for node in program.output_exprs:
+        for name, node in program.computed():
             bad = next((broken[nm] for nm, _ in lang.names_in(node) if nm in broken), None)
+            if bad is None and name is not None:
+                bad = broken.get(name)
             if bad is not None:
                 out.append(bad)
+                continue
+            if name is not None:  # a named statement, checked with the definitions above
+                out.append(ev.env[name])
                 continue
             try:
                 out.append(ev.run(node))

@@ -38,19 +38,37 @@ def run(
     inputs: dict[str, torch.Tensor],
     like: torch.Tensor,
     forward: bool = False,
+    batch: bool = False,
+    plan: dict[int, Any] | None = None,
 ) -> list[Any]:
     """Evaluate the program's outputs from `inputs` (a tensor per variable). With `forward`,
-    inside a dual level, constants are dual numbers with a zero tangent."""
+    inside a dual level, constants are dual numbers with a zero tangent. With `batch`, every
+    input is a 1-D tensor holding one scalar variable at many points (--points): the program
+    is element-wise, so each value is a tensor of the batch's length; `plan`, kept by the
+    caller from chunk to chunk, remembers how each long sum's terms group."""
     env: dict[str, Any] = dict(inputs)
     dtype, device = like.dtype, like.device
+    point_shape = tuple(like.shape) if batch else ()  # the shape of one scalar value
+    point_dims = len(point_shape)
     del like  # the closures below must not keep a leaf alive
+    min_terms = BATCH_TERMS_POINTS if batch else BATCH_TERMS
+    consts: dict[float, torch.Tensor] = {}
+    # id of a constant's tensor -> its value: outside forward mode, `tensor * 0.5` and
+    # `x ** 2.0` take a Python number (no broadcasting of a 0-d tensor; x**2 becomes x*x)
+    scalars: dict[int, float] = {}
+    stacks: dict[tuple[str, ...], torch.Tensor] = {}
 
     def const(value: float) -> torch.Tensor:
-        t = torch.tensor(value, dtype=dtype, device=device)
-        # Mixing a dual tensor with a plain one sends forward-mode AD through a Python
-        # decomposition that imports torch._dynamo (a second of start-up); dual with dual
-        # stays native. The value is the same.
-        return fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
+        t = consts.get(value)
+        if t is None:
+            t = torch.tensor(value, dtype=dtype, device=device)
+            # Mixing a dual tensor with a plain one sends forward-mode AD through a Python
+            # decomposition that imports torch._dynamo (a second of start-up); dual with dual
+            # stays native. The value is the same.
+            t = consts[value] = fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
+            if not forward:
+                scalars[id(t)] = value
+        return t
 
     def leaf(n: lang.Node) -> torch.Tensor:
         if isinstance(n, lang.Num):
@@ -97,6 +115,8 @@ def run(
         if isinstance(n, lang.Chain):
             acc = args[0]
             for (op, _), x in zip(n.rest, args[1:], strict=True):
+                if id(acc) not in scalars:
+                    x = scalars.get(id(x), x)
                 if op == "+":
                     acc = acc + x
                 elif op == "-":
@@ -109,7 +129,10 @@ def run(
                     acc = acc @ x
             return acc
         if isinstance(n, lang.Pow):
-            return torch.pow(args[0], args[1])
+            base, exponent = args
+            if id(base) not in scalars:
+                exponent = scalars.get(id(exponent), exponent)
+            return torch.pow(base, exponent)
         if isinstance(n, lang.Transpose):
             return args[0].T if args[0].dim() == 2 else args[0]
         if isinstance(n, lang.Index):
@@ -122,16 +145,24 @@ def run(
         raise AssertionError(n)
 
     def const_vector(values: list[float]) -> torch.Tensor:
-        t = torch.tensor(values, dtype=dtype, device=device)
+        """k constants, one per batched term (a column in batch mode, to broadcast over the
+        points)."""
+        t = torch.tensor(values, dtype=dtype, device=device).reshape((-1,) + (1,) * point_dims)
         return fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
 
     def batched(template: lang.Node, nodes: list[lang.Node]) -> torch.Tensor:
         """Evaluate k structurally identical scalar trees at once, as 1-D tensors of k
         elements: the same operations, one vectorised op per node instead of k."""
         if isinstance(template, lang.Name):
-            return torch.stack([env[n.id] for n in nodes if isinstance(n, lang.Name)])
+            ids = tuple(n.id for n in nodes if isinstance(n, lang.Name))
+            if ids not in stacks:  # the same variables often recur in several sums
+                stacks[ids] = torch.stack([env[i] for i in ids])
+            return stacks[ids]
         if isinstance(template, lang.Num):
-            return const_vector([float(n.value) for n in nodes if isinstance(n, lang.Num)])
+            values = [float(n.value) for n in nodes if isinstance(n, lang.Num)]
+            if all(x == values[0] for x in values):
+                return const(values[0])
+            return const_vector(values)
         if isinstance(template, lang.Const):
             return leaf(template)
         parts = [batched(c, [lang.children(n)[k] for n in nodes])
@@ -142,35 +173,43 @@ def run(
         kids = lang.children(node)
         if not kids:
             return leaf(node)
-        if isinstance(node, lang.Chain) and node.kind == "add" and len(node.rest) >= BATCH_TERMS:
+        if isinstance(node, lang.Chain) and node.kind == "add" and len(node.rest) >= min_terms:
             return sum_terms(node)
         return combine(node, [ev(k) for k in kids])
 
     def sum_terms(node: lang.Chain) -> torch.Tensor:
         """A long sum: terms of the same shape (a sum of sin(x_j*c_j), say) are evaluated
         together by `batched`; the others one by one. Only for scalar terms."""
-        terms = [("+", node.first), *node.rest]
-        groups: dict[Any, list[tuple[str, lang.Node]]] = {}
-        for op, term in terms:
-            groups.setdefault(_signature(term, env), []).append((op, term))
+        groups: dict[Any, list[tuple[str, lang.Node]]] | None = None
+        if plan is not None:
+            groups = plan.get(id(node))
+        if groups is None:
+            groups = {}
+            for op, term in [("+", node.first), *node.rest]:
+                groups.setdefault(_signature(term, env, point_dims), []).append((op, term))
+            if plan is not None:
+                plan[id(node)] = groups
         acc: torch.Tensor | None = None
         for sig, members in groups.items():
-            if sig is None or len(members) < BATCH_TERMS:
+            if sig is None or len(members) < min_terms:
                 for op, term in members:
                     value = ev(term)
                     acc = (value if op == "+" else -value) if acc is None else (
                         acc + value if op == "+" else acc - value)  # fmt: skip
                 continue
             values = batched(members[0][1], [t for _, t in members])
-            signs = const_vector([1.0 if op == "+" else -1.0 for op, _ in members])
-            total = (values * signs).sum()
+            if values.dim() == 0:  # terms made of named constants only (pi + pi + ...)
+                values = values.expand(len(members))
+            if any(op == "-" for op, _ in members):
+                values = values * const_vector([1.0 if op == "+" else -1.0 for op, _ in members])
+            total = values.sum(0)
             acc = total if acc is None else acc + total
         assert acc is not None
         return acc
 
     for name, node in program.definitions:
         env[name] = ev(node)
-    outputs = [ev(node) for node in program.output_exprs]
+    outputs = [ev(node) if name is None else env[name] for name, node in program.computed()]
     # ev and sum_terms refer to each other, a cycle that only the cyclic collector frees;
     # emptying env now lets the leaves and intermediates go with the outputs, not later
     # (with --points, chunk after chunk of them piled up).
@@ -179,15 +218,19 @@ def run(
 
 
 BATCH_TERMS = 16  # a sum with at least this many like-shaped terms is evaluated in one go
+# With --points each op already runs over thousands of points, but its fixed cost (Python,
+# dispatch, an autograd node) still dominates small chunks: fusing even a few terms pays.
+BATCH_TERMS_POINTS = 4
 
 
-def _signature(node: lang.Node, env: dict[str, Any]) -> Any:
+def _signature(node: lang.Node, env: dict[str, Any], point_dims: int = 0) -> Any:
     """The shape of a scalar tree, ignoring which variables and numbers it holds: equal
     signatures can be evaluated together. None where batching does not apply (a tensor
-    variable, a tensor function, indexing)."""
+    variable, a tensor function, indexing). A scalar value has `point_dims` dimensions (1
+    when each holds a batch of points)."""
     if isinstance(node, lang.Name):
         value = env.get(node.id)
-        return "N" if value is not None and value.dim() == 0 else None
+        return "N" if value is not None and value.dim() == point_dims else None
     if isinstance(node, lang.Num):
         return "C"
     if isinstance(node, lang.Const):
@@ -198,7 +241,7 @@ def _signature(node: lang.Node, env: dict[str, Any]) -> Any:
         return None
     parts = []
     for child in lang.children(node):
-        sig = _signature(child, env)
+        sig = _signature(child, env, point_dims)
         if sig is None:
             return None
         parts.append(sig)

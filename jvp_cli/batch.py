@@ -26,6 +26,7 @@ from .model import InputError, Problem
 from .render import json_number
 
 CHUNK = 8192
+COMPILE = True  # compile V^T J with SymEngine's LLVM backend where it can (tests turn it off)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Summary:
     worst_line: int | None = None
     seconds: float = 0.0
     truncated: bool = False  # the reader closed the pipe before the end
+    compiled: bool = False  # the symbolic side ran as SymEngine-compiled code (else numpy)
 
 
 def check_supported(program: lang.Program, problem: Problem) -> None:
@@ -315,11 +317,13 @@ def run(
     built = symbolic.build(program, problem.shapes)
     symbols = built.symbols
     jac = symbolic.jacobian(built.exprs, symbols)
+    compiled = numeric.compile_vjp(jac, symbols) if COMPILE else None
+    summary = Summary(compiled=compiled is not None)
     tdtype = autograd.DTYPES[problem.dtype]
     dev = autograd.device_of(problem.device)
     n, m = len(problem.variables), len(problem.outputs)
     default_v = list(fixed_v) if fixed_v is not None else ([1.0] if m == 1 else None)
-    summary = Summary()
+    plan: dict[int, Any] = {}  # how the program's long sums group, the same for every chunk
     start = time.perf_counter()
     chunks = read_chunks(stream, problem.variables, problem.outputs)
     pending_error: InputError | None = None
@@ -350,18 +354,27 @@ def run(
                 )
             V[missing] = np.asarray(default_v, dtype=np.float64)
 
-        # SymPy side: the Jacobian's entries over the whole chunk, then V^T J per point.
-        env = {s: X[:, j] for j, s in enumerate(symbols)}
-        sym = np.zeros((B, n))
-        with np.errstate(all="ignore"):
-            for i, entries in enumerate(jac):
-                for j, expr in entries.items():
-                    sym[:, j] += V[:, i] * numeric.evaluate(expr, env, B)
+        # symbolic side: V^T J over the whole chunk, compiled, or entry by entry
+        if compiled is not None:
+            sym = compiled(X, V)
+        else:
+            env = {s: X[:, j] for j, s in enumerate(symbols)}
+            sym = np.zeros((B, n))
+            with np.errstate(all="ignore"):
+                for i, entries in enumerate(jac):
+                    for j, expr in entries.items():
+                        sym[:, j] += V[:, i] * numeric.evaluate(expr, env, B)
 
         # torch side: batched leaves, the real outputs stacked, y.backward(V).
         leaves = [torch.tensor(X[:, j], dtype=tdtype, device=dev, requires_grad=True)
                   for j in range(n)]  # fmt: skip
-        outs = autograd.run(program, dict(zip(problem.variables, leaves, strict=True)), leaves[0])
+        outs = autograd.run(
+            program,
+            dict(zip(problem.variables, leaves, strict=True)),
+            leaves[0],
+            batch=True,
+            plan=plan,
+        )
         y = torch.stack([o.expand(B) for o in outs], dim=1)
         if y.requires_grad:
             y.backward(torch.tensor(V, dtype=tdtype, device=dev))

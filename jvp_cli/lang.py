@@ -162,6 +162,14 @@ class Program:
     calls: frozenset[str] = frozenset()  # the functions the program calls
     tensor_ops: bool = False  # whether @, .T, indexing or a tensor function occurs
 
+    def computed(self) -> list[tuple[str | None, Node]]:
+        """Each output as (name, tree) where a named statement computes it, so an evaluator
+        that has run `definitions` already holds its value under that name, or (None,
+        tree) for an unnamed output expression, which still has to be evaluated."""
+        defs = dict(self.definitions)
+        return [(name if defs.get(name) is node else None, node)
+                for name, node in zip(self.outputs, self.output_exprs, strict=True)]  # fmt: skip
+
     def functions_text(self) -> tuple[str, ...]:
         return tuple(unparse(e) for e in self.output_exprs)
 

@@ -1,14 +1,16 @@
-"""SymPy expression -> a function of numpy arrays: the symbolic side, vectorised over a batch.
+"""The symbolic Jacobian -> numbers at many points: the symbolic side of --points.
 
-A walk over the expression tree that SymPy built for us (never text, never `lambdify`): each
-node type maps to a numpy operation, so one call evaluates an entry of the symbolic Jacobian
-at every point of a batch at once, in float64. Sub-expressions shared inside one expression
-are evaluated once.
+Two ways, both from the expression trees SymPy (or SymEngine) built, never from text:
+- `compile_vjp`: v^T J as one function of (x, v), compiled to machine code by SymEngine's
+  LLVM backend (`symengine.Lambdify`, common sub-expressions shared), called once per chunk
+  of points; when SymEngine, its LLVM backend or one of the functions is missing, None.
+- `evaluate`: a walk over one entry's tree where each node type maps to a numpy operation,
+  so one call evaluates it at every point of a batch at once, in float64 (the fallback).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,37 @@ _FUNCS: dict[type, Callable[..., np.ndarray]] = {
     sp.atan: np.arctan, sp.sinh: np.sinh, sp.cosh: np.cosh, sp.tanh: np.tanh, sp.exp: np.exp,
     sp.log: np.log, sp.Abs: np.abs, sp.sign: np.sign, sp.atan2: np.arctan2,
 }  # fmt: skip
+
+
+def compile_vjp(
+    jac: Sequence[dict[int, Any]], symbols: Sequence[Any]
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """G = V^T J per point, as a compiled function of X (points x variables) and V (points x
+    outputs), or None where it cannot be compiled."""
+    try:
+        import symengine as se
+    except ImportError:
+        return None
+    if not getattr(se, "have_llvm", False):
+        return None
+    try:
+        xs = [se.Symbol(str(s)) for s in symbols]
+        # names no variable can have, so v never captures a variable
+        vs = [se.Symbol(f"v:{i}") for i in range(len(jac))]
+        columns: list[list[Any]] = [[] for _ in symbols]
+        for i, row in enumerate(jac):
+            for j, entry in row.items():
+                columns[j].append(vs[i] * se.sympify(entry))
+        g = [se.Add(*terms) if terms else se.Integer(0) for terms in columns]
+        f = se.Lambdify(xs + vs, g, backend="llvm", cse=True)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
+        return None  # a function or constant (Heaviside, complex infinity) LLVM cannot take
+
+    def vjp(X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        out = f(np.ascontiguousarray(np.hstack([X, V]), dtype=np.float64))
+        return np.asarray(out, dtype=np.float64).reshape(len(X), len(xs))
+
+    return vjp
 
 
 def evaluate(expr: Any, env: dict[Any, np.ndarray], size: int) -> np.ndarray:
