@@ -12,6 +12,7 @@ and every line written is complete, even when a later row is bad.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import time
@@ -140,7 +141,7 @@ def _csv_chunks(
     variables: Sequence[str],
     outputs: Sequence[str],
     size: int,
-) -> Iterator[tuple[list[int], np.ndarray, np.ndarray | None]]:
+) -> Iterator[tuple[Sequence[int], np.ndarray, np.ndarray | None]]:
     """Blocks of rows, parsed by numpy when they are clean; a block with a bad row is parsed
     row by row, so the rows before it still come out and the error names its line and
     column."""
@@ -148,26 +149,25 @@ def _csv_chunks(
     width = len(header)
     line_no = first_no
     while True:
-        texts: list[str] = []
-        numbers: list[int] = []
-        for text in lines:
-            line_no += 1
-            if text.strip():
-                texts.append(text)
-                numbers.append(line_no)
-                if len(texts) >= size:
-                    break
+        texts = list(itertools.islice(lines, size))
         if not texts:
             return
+        numbers: Sequence[int] = range(line_no + 1, line_no + 1 + len(texts))
+        line_no += len(texts)
         data = None
         try:
+            # comments=None: "1,2#3" is a bad row, not the row 1,2
             with np.errstate(all="ignore"):
-                data = np.loadtxt(texts, delimiter=",", dtype=np.float64, ndmin=2)
+                data = np.loadtxt(texts, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
             if data.shape != (len(texts), width) or not np.isfinite(data).all():
-                data = None
+                data = None  # a blank line, a short row, nan, a quoted field: row by row
         except ValueError:
             data = None
         if data is None:
+            kept = [(t, k) for t, k in zip(texts, numbers, strict=True) if t.strip()]
+            if not kept:
+                continue
+            texts, numbers = [t for t, _ in kept], [k for _, k in kept]
             good: list[list[float]] = []
             try:
                 for text, k in zip(texts, numbers, strict=True):
@@ -258,7 +258,7 @@ def _json_number(x: Any, where: str) -> float:
 
 def read_chunks(
     stream: IO[str], variables: Sequence[str], outputs: Sequence[str], size: int | None = None
-) -> Iterator[tuple[list[int], np.ndarray, np.ndarray | None]]:
+) -> Iterator[tuple[Sequence[int], np.ndarray, np.ndarray | None]]:
     """(line numbers, points, per-row v or None) in blocks of at most `size` rows. A bad
     row raises InputError after the block of good rows before it has been yielded."""
     size = size or CHUNK
@@ -276,7 +276,7 @@ def read_chunks(
         return
     chunk: list[Row] = []
 
-    def pack() -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    def pack() -> tuple[Sequence[int], np.ndarray, np.ndarray | None]:
         X = np.array([r[1] for r in chunk], dtype=np.float64)
         if all(r[2] is None for r in chunk):
             return [r[0] for r in chunk], X, None
@@ -300,6 +300,70 @@ def read_chunks(
         yield pack()
 
 
+Chunk = tuple[Sequence[int], np.ndarray, np.ndarray]  # line numbers, points, v per point
+
+
+def _with_v(
+    chunks: Iterator[tuple[Sequence[int], np.ndarray, np.ndarray | None]],
+    default_v: Sequence[float] | None,
+    m: int,
+) -> Iterator[Chunk]:
+    """Give every row its v: its own, else --v (or 1 for a single output)."""
+    for lines, X, V in chunks:
+        if V is None or np.isnan(V).any():
+            missing = np.ones(len(lines), dtype=bool) if V is None else np.isnan(V).any(axis=1)
+            if default_v is None:
+                first = lines[int(np.argmax(missing))] if V is not None else None
+                raise InputError(
+                    f"no v for the {m} outputs",
+                    where=f"--points line {first}" if first is not None else "--points",
+                    fix='pass --v, or v:NAME columns / a "v" key per row',
+                )
+            if V is None:
+                V = np.empty((len(lines), m))
+            V[missing] = np.asarray(default_v, dtype=np.float64)
+        yield lines, X, V
+
+
+def _next_chunk(chunks: Iterator[Chunk]) -> tuple[Chunk | None, InputError | None]:
+    """The next chunk, or None at the end; a bad row's error is returned, to be raised once
+    the chunk before it has been written."""
+    try:
+        return next(chunks), None
+    except StopIteration:
+        return None, None
+    except InputError as exc:
+        return None, exc
+
+
+def symbolic_side(
+    program: lang.Program, problem: Problem
+) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]:
+    """V^T J as a function of a chunk's points and v's, and whether it is compiled code."""
+    from . import numeric, symbolic
+
+    built = symbolic.build(program, problem.shapes, problem.engine)
+    jac = symbolic.jacobian(built.exprs, built.symbols)
+    compiled = numeric.compile_vjp(jac, built.symbols) if COMPILE else None
+    if compiled is not None:
+        return compiled, True
+    if problem.engine != "sympy":  # the numpy walk reads SymPy trees
+        built = symbolic.build(program, problem.shapes)
+        jac = symbolic.jacobian(built.exprs, built.symbols)
+    symbols = built.symbols
+
+    def walk(X: np.ndarray, V: np.ndarray) -> np.ndarray:
+        env = {s: X[:, j] for j, s in enumerate(symbols)}
+        G = np.zeros((len(X), len(symbols)))
+        with np.errstate(all="ignore"):
+            for i, entries in enumerate(jac):
+                for j, expr in entries.items():
+                    G[:, j] += V[:, i] * numeric.evaluate(expr, env, len(X))
+        return G
+
+    return walk, False
+
+
 def run(
     program: lang.Program,
     problem: Problem,
@@ -308,64 +372,28 @@ def run(
     write: Callable[[str], None] | None,
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
-    """Compute every point, writing one JSON line per point through `write` (if given)."""
+    """Compute every point, writing one JSON line per point through `write` (if given).
+    A bad row's error is raised once every row before it has been written."""
     import torch
 
-    from . import autograd, numeric, symbolic
+    from . import autograd
 
     check_supported(program, problem)
-    built = symbolic.build(program, problem.shapes)
-    symbols = built.symbols
-    jac = symbolic.jacobian(built.exprs, symbols)
-    compiled = numeric.compile_vjp(jac, symbols) if COMPILE else None
-    summary = Summary(compiled=compiled is not None)
+    sym_vjp, compiled = symbolic_side(program, problem)
+    summary = Summary(compiled=compiled)
     tdtype = autograd.DTYPES[problem.dtype]
     dev = autograd.device_of(problem.device)
     n, m = len(problem.variables), len(problem.outputs)
     default_v = list(fixed_v) if fixed_v is not None else ([1.0] if m == 1 else None)
     plan: dict[int, Any] = {}  # how the program's long sums group, the same for every chunk
     start = time.perf_counter()
-    chunks = read_chunks(stream, problem.variables, problem.outputs)
-    pending_error: InputError | None = None
-    while True:
-        try:
-            lines, X, V = next(chunks)
-        except StopIteration:
-            break
-        except InputError as exc:
-            pending_error = exc
-            break
+    chunks = _with_v(read_chunks(stream, problem.variables, problem.outputs), default_v, m)
+    current, pending_error = _next_chunk(chunks)
+    while current is not None:
+        lines, X, V = current
         B = len(lines)
-        if V is None:
-            if default_v is None:
-                raise InputError(
-                    f"no v for the {m} outputs",
-                    where="--points",
-                    fix='pass --v, or v:NAME columns / a "v" key per row',
-                )
-            V = np.tile(np.asarray(default_v, dtype=np.float64), (B, 1))
-        elif np.isnan(V).any():
-            missing = np.isnan(V).any(axis=1)
-            if default_v is None:
-                raise InputError(
-                    f"no v for the {m} outputs",
-                    where=f"--points line {lines[int(np.argmax(missing))]}",
-                    fix='pass --v, or give "v" on every row',
-                )
-            V[missing] = np.asarray(default_v, dtype=np.float64)
-
-        # symbolic side: V^T J over the whole chunk, compiled, or entry by entry
-        if compiled is not None:
-            sym = compiled(X, V)
-        else:
-            env = {s: X[:, j] for j, s in enumerate(symbols)}
-            sym = np.zeros((B, n))
-            with np.errstate(all="ignore"):
-                for i, entries in enumerate(jac):
-                    for j, expr in entries.items():
-                        sym[:, j] += V[:, i] * numeric.evaluate(expr, env, B)
-
-        # torch side: batched leaves, the real outputs stacked, y.backward(V).
+        sym = sym_vjp(X, V)  # the symbolic side
+        # torch side: batched leaves, the real outputs stacked, y.backward(V)
         leaves = [torch.tensor(X[:, j], dtype=tdtype, device=dev, requires_grad=True)
                   for j in range(n)]  # fmt: skip
         outs = autograd.run(
@@ -378,51 +406,62 @@ def run(
         y = torch.stack([o.expand(B) for o in outs], dim=1)
         if y.requires_grad:
             y.backward(torch.tensor(V, dtype=tdtype, device=dev))
-        tor = np.stack(
-            [
-                leaf.grad.detach().to("cpu", torch.float64).numpy()
-                if leaf.grad is not None
-                else np.zeros(B)
-                for leaf in leaves
-            ],
-            axis=1,
-        )
+        tor = np.stack([leaf.grad.detach().to("cpu", torch.float64).numpy()
+                        if leaf.grad is not None else np.zeros(B)
+                        for leaf in leaves], axis=1)  # fmt: skip
         values = y.detach().to("cpu", torch.float64).numpy()
-
-        finite = (
-            np.isfinite(sym).all(axis=1)
-            & np.isfinite(tor).all(axis=1)
-            & np.isfinite(values).all(axis=1)
-        )
-        both = np.isfinite(sym) & np.isfinite(tor)
-        with np.errstate(all="ignore"):  # NaN and inf entries are judged by `finite`
-            diff = np.where(both, np.abs(tor - sym), 0.0).max(axis=1)
-            close = (np.abs(tor - sym) <= problem.atol + problem.rtol * np.abs(sym)).all(axis=1)
-        status = np.where(~finite, "undefined", np.where(close, "agree", "disagree"))
-        summary.agree += int(np.sum(status == "agree"))
-        summary.disagree += int(np.sum(status == "disagree"))
-        summary.undefined += int(np.sum(status == "undefined"))
-        if finite.any():
-            k = int(np.argmax(np.where(finite, diff, -1.0)))
-            if diff[k] >= summary.worst:
-                summary.worst, summary.worst_line = float(diff[k]), lines[k]
-        if write is not None:
-            try:
-                for k in range(B):
-                    line = _line(lines[k], problem, X[k], V[k], sym[k], tor[k], float(diff[k]),
-                                 str(status[k]))  # fmt: skip
-                    write(line)
-            except BrokenPipeError:  # the reader went away (| head): stop quietly
-                summary.truncated = True
-                summary.points += B
-                break
-        summary.points += B
+        if not _judge(summary, problem, lines, X, V, sym, tor, values, write):
+            break
         if progress is not None:
             progress(summary.points)
+        current, pending_error = _next_chunk(chunks)
     summary.seconds = time.perf_counter() - start
-    if pending_error is not None:
+    if pending_error is not None and not summary.truncated:
         raise pending_error
     return summary
+
+
+def _judge(
+    summary: Summary,
+    problem: Problem,
+    lines: Sequence[int],
+    X: np.ndarray,
+    V: np.ndarray,
+    sym: np.ndarray,
+    tor: np.ndarray,
+    values: np.ndarray,
+    write: Callable[[str], None] | None,
+) -> bool:
+    """Compare a chunk's two sides, count it into `summary` and write its lines; False when
+    the reader has gone away."""
+    finite = (
+        np.isfinite(sym).all(axis=1)
+        & np.isfinite(tor).all(axis=1)
+        & np.isfinite(values).all(axis=1)
+    )
+    both = np.isfinite(sym) & np.isfinite(tor)
+    with np.errstate(all="ignore"):  # NaN and inf entries are judged by `finite`
+        diff = np.where(both, np.abs(tor - sym), 0.0).max(axis=1)
+        close = (np.abs(tor - sym) <= problem.atol + problem.rtol * np.abs(sym)).all(axis=1)
+    agree = finite & close
+    summary.agree += int(agree.sum())
+    summary.undefined += int((~finite).sum())
+    summary.disagree += int((finite & ~close).sum())
+    summary.points += len(lines)
+    if finite.any():
+        k = int(np.argmax(np.where(finite, diff, -1.0)))
+        if diff[k] >= summary.worst:
+            summary.worst, summary.worst_line = float(diff[k]), lines[k]
+    if write is None:
+        return True
+    try:
+        for k in range(len(lines)):
+            status = "agree" if agree[k] else ("disagree" if finite[k] else "undefined")
+            write(_line(lines[k], problem, X[k], V[k], sym[k], tor[k], float(diff[k]), status))
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        summary.truncated = True
+        return False
+    return True
 
 
 def _line(

@@ -385,6 +385,7 @@ def execute(
                 outputs=outputs,
                 dtype=dtype,
                 device=device,
+                engine=engine,
                 rtol=rtol,
                 atol=atol,
                 json_out=json_out,
@@ -464,6 +465,7 @@ def _batch(
     outputs: str | None,
     dtype: str,
     device: str,
+    engine: str,
     rtol: float | None,
     atol: float | None,
     json_out: bool,
@@ -488,6 +490,8 @@ def _batch(
         device=device,
         rtol=rtol,
         atol=atol,
+        engine=engine,
+        batch=True,
     )
     fixed_v = None
     if v:

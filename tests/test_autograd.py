@@ -103,3 +103,56 @@ def test_run_frees_its_tensors_without_the_cycle_collector() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_batch_mode_equals_point_by_point(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # --points runs the program on 1-D tensors of many points; sums of >= 4 like terms are
+    # fused into one op per node, with minus signs, numbers that vary or not, and a group of
+    # named constants only (pi + pi + pi + pi).
+    import torch
+
+    text = (
+        "f = sin(2*x) - sin(3*y) + sin(x*y) - sin(x/3) + pi + pi + pi + pi + x**2*y; "
+        "g = f*y + exp(-x) + exp(-y) + exp(-2*x) + exp(-x*y)"
+    )
+    program = lang.parse_program(text, outputs=["f", "g"])  # f is used by g: ask for both
+    xs = [0.3, -1.2, 2.5, 0.7, 1.9]
+    ys = [1.1, 0.4, -0.8, 2.2, -1.5]
+
+    def by_hand(x: float, y: float) -> tuple[float, float]:
+        f = (math.sin(2 * x) - math.sin(3 * y) + math.sin(x * y) - math.sin(x / 3)
+             + 4 * math.pi + x * x * y)  # fmt: skip
+        return f, f * y + math.exp(-x) + math.exp(-y) + math.exp(-2 * x) + math.exp(-x * y)
+
+    leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (xs, ys)]
+    outs = autograd.run(program, dict(zip(("x", "y"), leaves, strict=True)), leaves[0],
+                        batch=True, plan={})  # fmt: skip
+    for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        values = [float(outs[0][k].detach()), float(outs[1][k].detach())]
+        assert_close(values, by_hand(x, y), rel=1e-13, abs_=1e-13)
+    torch.stack(outs, dim=1).backward(torch.tensor([[1.0, -2.0]] * len(xs), dtype=torch.float64))
+    for k, point in enumerate(zip(xs, ys, strict=True)):
+        single = autograd.evaluate(program, [(), ()], point, (1.0, -2.0), None)
+        got = (float(leaves[0].grad[k]), float(leaves[1].grad[k]))
+        assert_close(got, single.vjp, rel=1e-12, abs_=1e-12)
+        # and against finite differences of v^T f
+        fd = central_jacobian([lambda a, b: by_hand(a, b)[0] - 2 * by_hand(a, b)[1]], point)[0]
+        assert_close(got, fd, rel=1e-6, abs_=1e-6)
+
+
+def test_named_outputs_are_computed_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    calls = []
+
+    def counting_sin(t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.sin(t)
+
+    monkeypatch.setitem(autograd._ELEMENTWISE, "sin", counting_sin)
+    program = lang.parse_program("f = sin(x); g = f * 2; h = sin(x) + g", outputs=["f", "g", "h"])
+    x = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    outs = autograd.run(program, {"x": x}, x)
+    s = math.sin(0.5)
+    assert [float(o.detach()) for o in outs] == [s, 2 * s, 3 * s]
+    assert len(calls) == 2  # f once (g reuses it), and the sin inside h

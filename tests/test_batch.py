@@ -117,3 +117,86 @@ def test_points_edge_cases(vjp) -> None:  # type: ignore[no-untyped-def]
     # an integer too big for float64 is a bad value, not a crash
     r = vjp("x*y", "--points", "-", "--json", input="[1, " + "9" * 400 + "]\n", code=2)
     assert "line 1" in r.stderr and "Traceback" not in r.stderr
+
+
+# every function the language has, in forms SymEngine/LLVM compiles and the numpy walk reads
+COMPILED_PROGRAMS = [
+    "f = sin(x)*cos(y) + tan(x/4); g = asin(x/3) + acos(y/3) + atan(x*y)",
+    "f = sinh(x) - cosh(y) + tanh(x*y); g = exp(x)*log(y) + sqrt(y)",
+    "f = sigmoid(x*y) + softplus(x - y); g = atan2(y, x) + x^3/y^2",
+    "f = abs(x - y) + x**y; g = 1/x + y**(1/3)",
+]
+
+
+@pytest.mark.parametrize("text", COMPILED_PROGRAMS)
+def test_compiled_symbolic_side_equals_the_numpy_walk(text: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from jvp_cli import api, batch
+
+    program, problem = api.make_problem(text, batch=True)
+    compiled, is_compiled = batch.symbolic_side(program, problem)
+    assert is_compiled
+    monkeypatch.setattr(batch, "COMPILE", False)
+    walk, is_compiled = batch.symbolic_side(program, problem)
+    assert not is_compiled
+    rng = np.random.default_rng(3)
+    # mostly inside every domain, and some points outside (log, sqrt of negatives; 1/0)
+    X = np.vstack([rng.uniform(0.2, 1.4, (200, 2)), rng.uniform(-2, 2, (50, 2)), [[0.0, 0.0]]])
+    V = rng.uniform(-2, 2, (len(X), 2))
+    a, b = compiled(X, V), walk(X, V)
+    assert np.array_equal(np.isfinite(a), np.isfinite(b))
+    ok = np.isfinite(a)
+    assert np.allclose(a[ok], b[ok], rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_symbolic_side_by_hand() -> None:
+    import numpy as np
+
+    from jvp_cli import api, batch
+
+    program, problem = api.make_problem("f = x^2*y + sin(y); g = exp(x*y)", batch=True)
+    vjp, _ = batch.symbolic_side(program, problem)
+    x, y, v1, v2 = 0.7, -1.3, 2.0, -0.5
+    got = vjp(np.array([[x, y]]), np.array([[v1, v2]]))[0]
+    e = math.exp(x * y)
+    want = [v1 * 2 * x * y + v2 * y * e, v1 * (x * x + math.cos(y)) + v2 * x * e]
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def test_points_engine_choice(vjp) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from jvp_cli import api
+
+    _, problem = api.make_problem(PROG, batch=True)
+    have = importlib.util.find_spec("symengine") is not None
+    assert problem.engine == ("symengine" if have else "sympy")
+    # abs/relu/max/min keep SymPy (its derivatives are NaN at the kinks)
+    assert api.make_problem("relu(x) + y", batch=True)[1].engine == "sympy"
+    data = "x,y\n0.5,1.5\n-1,2\n"
+    auto = lines_of(vjp(PROG, "--points", "-", "--v", "1,2", "--json", input=data).stdout)
+    plain = lines_of(vjp(PROG, "--points", "-", "--v", "1,2", "--json", "--engine", "sympy",
+                         input=data).stdout)  # fmt: skip
+    for a, p in zip(auto, plain, strict=True):
+        assert a["vjp"]["sympy"] == pytest.approx(p["vjp"]["sympy"], rel=1e-14)
+
+
+def test_relu_points_use_the_numpy_walk(vjp) -> None:  # type: ignore[no-untyped-def]
+    # Heaviside(u, nan), relu's derivative, has no LLVM form: the walk takes over, and the
+    # kink is undefined
+    out = lines_of(vjp("relu(x)*y", "--points", "-", "--json", input="x,y\n2,3\n-1,3\n0,3\n",
+                       code=1).stdout)  # fmt: skip
+    assert out[0]["vjp"]["sympy"] == [3.0, 2.0]
+    assert out[1]["vjp"]["sympy"] == [0.0, 0.0]
+    assert out[2]["vjp"]["status"] == "undefined"
+
+
+def test_csv_rows_are_read_strictly(vjp) -> None:  # type: ignore[no-untyped-def]
+    # a '#' is not a comment: "3#4" is not a number
+    r = vjp("x*y", "--points", "-", "--json", input="x,y\n1,2\n3,3#4\n", code=2)
+    assert "line 3, column 2" in r.stderr and len(r.stdout.splitlines()) == 1
+    # blank lines keep their numbers
+    out = lines_of(vjp("x*y", "--points", "-", "--json", input="x,y\n1,2\n\n  \n3,4\n").stdout)
+    assert [o["line"] for o in out] == [2, 5]
+    assert out[1]["vjp"]["torch"] == [4.0, 3.0]
