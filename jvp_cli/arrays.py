@@ -520,15 +520,15 @@ def domain_check(
                 else:
                     ev.env[name] = np.full(_shape_of(ev, node), np.nan)
         out: list[np.ndarray | Undefined] = []
-        for name, node in program.computed():
+        for defined, node in program.computed():
             bad = next((broken[nm] for nm, _ in lang.names_in(node) if nm in broken), None)
-            if bad is None and name is not None:
-                bad = broken.get(name)
+            if bad is None and defined is not None:
+                bad = broken.get(defined)
             if bad is not None:
                 out.append(bad)
                 continue
-            if name is not None:  # a named statement, checked with the definitions above
-                out.append(ev.env[name])
+            if defined is not None:  # a named statement, checked with the definitions above
+                out.append(ev.env[defined])
                 continue
             try:
                 out.append(ev.run(node))

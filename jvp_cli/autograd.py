@@ -114,9 +114,10 @@ def run(
             return -args[0]
         if isinstance(n, lang.Chain):
             acc = args[0]
-            for (op, _), x in zip(n.rest, args[1:], strict=True):
+            for (op, _), arg in zip(n.rest, args[1:], strict=True):
+                x: torch.Tensor | float = arg
                 if id(acc) not in scalars:
-                    x = scalars.get(id(x), x)
+                    x = scalars.get(id(arg), arg)
                 if op == "+":
                     acc = acc + x
                 elif op == "-":
@@ -126,12 +127,13 @@ def run(
                 elif op == "/":
                     acc = acc / x
                 else:
-                    acc = acc @ x
+                    acc = acc @ arg
             return acc
         if isinstance(n, lang.Pow):
-            base, exponent = args
+            base = args[0]
+            exponent: torch.Tensor | float = args[1]
             if id(base) not in scalars:
-                exponent = scalars.get(id(exponent), exponent)
+                exponent = scalars.get(id(args[1]), args[1])
             return torch.pow(base, exponent)
         if isinstance(n, lang.Transpose):
             return args[0].T if args[0].dim() == 2 else args[0]

@@ -475,4 +475,8 @@ def batch_summary(summary: Any) -> Any:
         str(summary.worst_line or "-"),
         f"{summary.seconds:.2f}",
     )
+    symbolic = "SymEngine-compiled code" if summary.compiled else "numpy, entry by entry"
+    where = "a side process" if summary.processes > 1 else "this process"
+    table.caption = f"symbolic side: {symbolic}; torch side: {where}"
+    table.caption_justify = "left"
     return table

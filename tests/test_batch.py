@@ -200,3 +200,102 @@ def test_csv_rows_are_read_strictly(vjp) -> None:  # type: ignore[no-untyped-def
     out = lines_of(vjp("x*y", "--points", "-", "--json", input="x,y\n1,2\n\n  \n3,4\n").stdout)
     assert [o["line"] for o in out] == [2, 5]
     assert out[1]["vjp"]["torch"] == [4.0, 3.0]
+
+
+def _points_text(count: int) -> str:
+    return "x,y\n" + "".join(f"{0.1 + k / 97},{1 + (k % 13) / 7}\n" for k in range(count))
+
+
+@pytest.fixture
+def small_chunks_with_sidecar(monkeypatch):  # type: ignore[no-untyped-def]
+    """Chunks of 16 rows, and the side process on even where the machine has one core."""
+    from jvp_cli import batch, sidecar
+
+    monkeypatch.setattr(batch, "CHUNK", 16)
+    monkeypatch.setattr(sidecar, "available", lambda device: True)
+
+
+def test_side_process_gives_the_same_lines(vjp, small_chunks_with_sidecar, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from jvp_cli import batch
+
+    data = _points_text(100)  # six full chunks and a partial one
+    two = vjp(PROG, "--points", "-", "--v", "2,-1", "--json", input=data).stdout
+    monkeypatch.setattr(batch, "SIDECAR", False)
+    one = vjp(PROG, "--points", "-", "--v", "2,-1", "--json", input=data).stdout
+    assert two == one and len(two.splitlines()) == 100
+    table = vjp(PROG, "--points", "-", "--v", "2,-1", input=data).stdout
+    assert "torch side: this process" in table
+    monkeypatch.setattr(batch, "SIDECAR", True)
+    table = vjp(PROG, "--points", "-", "--v", "2,-1", input=data).stdout
+    assert "torch side: a side process" in table and "SymEngine-compiled" in table
+
+
+def test_side_process_bad_row_after_full_chunks(vjp, small_chunks_with_sidecar) -> None:  # type: ignore[no-untyped-def]
+    data = _points_text(40) + "1,oops\n"
+    r = vjp(PROG, "--points", "-", "--v", "1,1", "--json", input=data, code=2)
+    assert "line 42, column 2" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert len(r.stdout.splitlines()) == 40
+    assert all(json.loads(line)["agree"] for line in r.stdout.splitlines())
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_side_process_failure_is_an_internal_error(
+    vjp, small_chunks_with_sidecar, monkeypatch, how: str
+) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from jvp_cli import batch
+
+    real = batch.torch_side
+
+    def failing(program, problem):  # type: ignore[no-untyped-def]
+        side = real(program, problem)
+        parent = os.getpid()
+
+        def wrapped(X, V):  # type: ignore[no-untyped-def]
+            if os.getpid() != parent:  # only in the side process
+                if how == "dies":
+                    os._exit(9)
+                raise ValueError("boom")
+            return side(X, V)
+
+        return wrapped
+
+    monkeypatch.setattr(batch, "torch_side", failing)
+    r = vjp(PROG, "--points", "-", "--v", "1,1", "--json", input=_points_text(40), code=3)
+    assert len(r.stderr.splitlines()) == 1 and "internal error" in r.stderr
+    assert ("boom" in r.stderr) if how == "raises" else ("stopped" in r.stderr)
+
+
+def test_fast_json_lines_equal_json_dumps() -> None:
+    # the chunk formatter (orjson) must give the same JSON values as json.dumps of the line
+    import numpy as np
+
+    from jvp_cli import api, batch
+
+    _, problem = api.make_problem("f = x*y; g = x + y", batch=True)
+    rng = np.random.default_rng(7)
+    B = 64
+    X = rng.uniform(-1e3, 1e3, (B, 2))
+    X[0] = [-0.0, 5e-324]
+    X[1] = [1e16, 1e-7]
+    V = rng.uniform(-2, 2, (B, 2))
+    sym = rng.normal(size=(B, 2)) * 10.0 ** rng.integers(-300, 300, (B, 2))
+    tor = sym * (1 + rng.normal(scale=1e-9, size=(B, 2)))
+    sym[2] = [-0.0, 1.7976931348623157e308]
+    tor[2] = [0.0, 1.7976931348623157e308]
+    sym[3, 0], tor[4, 1], tor[5] = np.nan, np.inf, [-np.inf, np.nan]
+    diff = np.where(np.isfinite(sym) & np.isfinite(tor), np.abs(tor - sym), 0.0).max(axis=1)
+    finite = np.isfinite(sym).all(axis=1) & np.isfinite(tor).all(axis=1)
+    agree = finite & (rng.uniform(size=B) < 0.7)
+    text = batch._format_lines(problem, range(10, 10 + B), X, V, sym, tor, diff, agree, finite)
+    got = [json.loads(line) for line in text.split("\n")]
+    for k, line in enumerate(got):
+        status = "agree" if agree[k] else ("disagree" if finite[k] else "undefined")
+        want = json.loads(
+            batch._line(10 + k, problem, X[k], V[k], sym[k], tor[k], float(diff[k]), status)
+        )
+        assert line == want  # the same floats, bit for bit, and the same strings
+        assert math.copysign(1, line["point"]["x"]) == math.copysign(1, X[k, 0])
+    assert got[3]["vjp"]["sympy"][0] == "NaN" and got[5]["vjp"]["torch"] == ["-Infinity", "NaN"]
+    assert got[2]["vjp"]["sympy"][0] == 0.0 and got[0]["point"]["y"] == 5e-324

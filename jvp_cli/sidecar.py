@@ -1,0 +1,148 @@
+"""A forked helper process that runs one side of --points beside the main process.
+
+On a machine with two or more cores, --points splits each chunk's work in two: the main
+process reads the points, evaluates the symbolic side and writes the lines, while a child
+forked from it (so it shares the imported torch and the parsed program, and starts in a few
+milliseconds) runs the torch side. The two work on the same chunk at once.
+
+The chunk's arrays travel through one block of shared memory; the pipe carries only a row
+count one way and "done" (or an error's text) the other, and only one message is ever in
+flight, so neither side can block the other on a full pipe. The child never writes to
+stdout or stderr and leaves with os._exit, so nothing buffered in the parent is written
+twice. It ends when the parent closes the pipe, when the parent dies (end of file on the
+pipe; on Linux also a kill signal on the parent's death), and it ignores Ctrl-C, which the
+parent handles.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection, Pipe
+
+import numpy as np
+
+Side = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class SidecarError(RuntimeError):
+    """The side process failed or went away: a fault of this tool, not of the input."""
+
+
+def available(device: str) -> bool:
+    """Whether a side process can help here: Linux (fork is safe with what is loaded),
+    two or more cores for this process, and the CPU (CUDA cannot be used after a fork)."""
+    if sys.platform != "linux" or not hasattr(os, "fork") or device != "cpu":
+        return False
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return cores >= 2
+
+
+class Sidecar:
+    """Runs `side(X, V) -> (A, B)` in a forked child, a chunk of at most `rows` at a time:
+    X is rows x n_in, V rows x m_in, and the results rows x n_in and rows x m_in, float64."""
+
+    def __init__(self, side: Side, rows: int, n: int, m: int) -> None:
+        self.rows, self.n, self.m = rows, n, m
+        size = 8 * rows * (2 * n + 2 * m)
+        self._mem = mmap.mmap(-1, max(size, 8))  # anonymous and shared: the child sees it
+        buf = np.frombuffer(self._mem, dtype=np.float64, count=size // 8)
+        self.X, rest = buf[: rows * n].reshape(rows, n), buf[rows * n :]
+        self.V, rest = rest[: rows * m].reshape(rows, m), rest[rows * m :]
+        self.A, rest = rest[: rows * n].reshape(rows, n), rest[rows * n :]
+        self.B = rest[: rows * m].reshape(rows, m)
+        self._conn, child_conn = Pipe()
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            self._conn.close()
+            _serve(side, child_conn, self, parent)
+        child_conn.close()
+        self.pid = pid
+        self._busy = 0
+
+    def submit(self, X: np.ndarray, V: np.ndarray) -> None:
+        """Start the side on a chunk (rows x n, rows x m); collect it with `result`."""
+        count = len(X)
+        self.X[:count] = X
+        self.V[:count] = V
+        self._busy = count
+        try:
+            self._conn.send(count)
+        except OSError as exc:
+            raise SidecarError(f"the torch side process stopped ({exc})") from None
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            reply = self._conn.recv()
+        except (EOFError, OSError):
+            raise SidecarError("the torch side process stopped unexpectedly") from None
+        if reply != "done":
+            raise SidecarError(str(reply))
+        count, self._busy = self._busy, 0
+        return self.A[:count].copy(), self.B[:count].copy()
+
+    def close(self) -> None:
+        """Stop the child and wait for it. A child still working on a chunk nobody will
+        collect (the parent is leaving on an error) is killed rather than waited for."""
+        try:
+            if self._busy:
+                os.kill(self.pid, signal.SIGKILL)
+            else:
+                self._conn.send(None)
+        except (OSError, ProcessLookupError):
+            pass
+        self._conn.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _serve(side: Side, conn: Connection, shared: Sidecar, parent: int) -> None:
+    """The child's loop: a row count in, the side's results into shared memory, "done"
+    out. Ends the process."""
+    status = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with(parent)
+        while True:
+            try:
+                count = conn.recv()
+            except (EOFError, OSError):
+                break
+            if count is None:
+                break
+            try:
+                a, b = side(shared.X[:count], shared.V[:count])
+                shared.A[:count] = a
+                shared.B[:count] = b
+                reply = "done"
+            except Exception as exc:  # reported by the parent as an engine error
+                reply = f"torch failed on this chunk: {type(exc).__name__}: {exc}"
+            conn.send(reply)
+    except BaseException:
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os._exit(0)
