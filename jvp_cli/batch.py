@@ -413,9 +413,10 @@ def run(
     takes a chunk's lines joined by newlines, without the last newline). A bad row's error
     is raised once every row before it has been written.
 
-    Once a chunk is full (more are likely to follow) and two cores are free, the torch side
-    moves to a forked side process (sidecar.py): per chunk, torch runs there while this
-    process evaluates the symbolic side and reads the next chunk."""
+    When the first chunk is full (more are likely to follow) and two cores are free, the
+    torch side runs in a forked side process (sidecar.py): torch works on one chunk there
+    while this process evaluates its symbolic side, reads the next chunk and judges and
+    writes the chunk before."""
     check_supported(program, problem)
     sym_vjp, compiled = symbolic_side(program, problem)
     tor_vjp = torch_side(program, problem)
@@ -427,29 +428,26 @@ def run(
     chunks = _with_v(read_chunks(stream, problem.variables, problem.outputs, size), default_v, m)
     current, pending_error = _next_chunk(chunks)
     helper: sidecar.Sidecar | None = None
+    if current is not None and len(current[0]) == size and SIDECAR:
+        if sidecar.available(problem.device):
+            helper = sidecar.Sidecar(tor_vjp, size, n, m)
+            helper.submit(current[1], current[2])
     try:
         while current is not None:
             lines, X, V = current
-            if (
-                helper is None
-                and len(lines) == size
-                and SIDECAR
-                and sidecar.available(problem.device)
-            ):
-                helper = sidecar.Sidecar(tor_vjp, size, n, m)
+            sym = sym_vjp(X, V)  # while torch runs in the side process, if there is one
+            following, pending_error = _next_chunk(chunks)
             if helper is not None:
-                helper.submit(X, V)  # torch, in the side process ...
-                sym = sym_vjp(X, V)  # ... while the symbolic side runs here
-                current, pending_error = _next_chunk(chunks)  # and the next chunk is read
                 tor, values = helper.result()
+                if following is not None:  # torch starts on it while this one is judged
+                    helper.submit(following[1], following[2])
             else:
-                sym = sym_vjp(X, V)
                 tor, values = tor_vjp(X, V)
-                current, pending_error = _next_chunk(chunks)
             if not _judge(summary, problem, lines, X, V, sym, tor, values, write):
                 break
             if progress is not None:
                 progress(summary.points)
+            current = following
     finally:
         if helper is not None:
             helper.close()
