@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from collections.abc import Sequence
 
 from . import lang
 from .compare import compare, tolerances
-from .model import InputError, Problem, Report, printable
+from .model import AutogradResult, InputError, Problem, Report, printable
 from .shapes import MAX_ELEMENTS, Shape, fmt, infer
 
 FILLS = ("ones", "zeros", "arange")
@@ -104,6 +105,14 @@ def _nested(body: str, offset: int, source: str, where: str) -> Value:
     return (len(shapes), *shapes[0]), tuple(flat)
 
 
+def fmt_nested(shape: Shape) -> str:
+    """A placeholder nested list of `shape` for a hint: (2,) -> [.., ..]; (2, 3) -> [[..]..]."""
+    if not shape:
+        return ".."
+    inner = fmt_nested(shape[1:])
+    return "[" + ",".join([inner] * min(shape[0], 3)) + (",...]" if shape[0] > 3 else "]")
+
+
 def parse_values(
     texts: str | Sequence[str],
     names: Sequence[str],
@@ -158,12 +167,18 @@ def parse_values(
         )
     if not named:
         if len(parsed) != len(names):
+            tensors = [n for n in names if shapes.get(n)]
+            fix = f"give exactly {len(names)}, in that order, or name them (a=1,b=2)"
+            if tensors:  # 1,1 for a 2-vector is the usual slip
+                fix = (f"one value per name, a tensor as a nested list: {tensors[0]}="
+                       f"{fmt_nested(shapes[tensors[0]])}")  # fmt: skip
+            one = {"variables": "variable", "functions (outputs)": "function (output)"}
             raise InputError(
                 f"got {len(parsed)} value{'s' if len(parsed) != 1 else ''} but there "
-                f"{'is' if len(names) == 1 else 'are'} {len(names)} {what} "
-                f"({', '.join(names)})",
+                f"{'is' if len(names) == 1 else 'are'} {len(names)} "
+                f"{one.get(what, what) if len(names) == 1 else what} ({', '.join(names)})",
                 where=option,
-                fix=f"give exactly {len(names)}, in that order, or name them (a=1,b=2)",
+                fix=fix,
             )
         parsed = [(n, k, e, o, src) for n, (_, k, e, o, src) in zip(names, parsed, strict=True)]
     out: dict[str, Value] = {}
@@ -368,6 +383,16 @@ def make_problem(
 
 
 ENGINE_THRESHOLD = 5_000  # tree nodes from which "auto" differentiates with SymEngine
+PARALLEL_NODES = 2_000  # tree nodes from which torch runs beside SymPy even if imported
+
+
+def _autograd(program: lang.Program, problem: Problem) -> AutogradResult:
+    from . import autograd
+
+    assert problem.point is not None
+    return autograd.evaluate(
+        program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype, problem.device
+    )
 
 
 def choose_engine(program: lang.Program, engine: str, batch: bool = False) -> str:
@@ -407,12 +432,26 @@ def choose_engine(program: lang.Program, engine: str, batch: bool = False) -> st
 
 
 def solve(program: lang.Program, problem: Problem) -> Report:
-    """Run SymPy and torch on the same tree, independently, and compare them."""
-    from . import symbolic
+    """Run SymPy and torch on the same tree, independently, and compare them.
 
-    sym = symbolic.evaluate(
-        program, problem.shapes, problem.point, problem.v, problem.u, problem.engine
-    )
+    Where a second core and fork are available (sidecar.parallel), torch runs in a forked
+    child while this process runs SymPy: the imports of torch and SymPy overlap, and so do
+    the two computations."""
+    from . import sidecar, symbolic
+
+    torch_side = None
+    if problem.point is not None and sidecar.parallel(problem.device):
+        # worth a fork when torch is still to be imported, or the problem is big
+        if "torch" not in sys.modules or program.size >= PARALLEL_NODES:
+            torch_side = sidecar.Pending(lambda: _autograd(program, problem))
+    try:
+        sym = symbolic.evaluate(
+            program, problem.shapes, problem.point, problem.v, problem.u, problem.engine
+        )
+    except BaseException:
+        if torch_side is not None:
+            torch_side.close()
+        raise
     notes: list[str] = []
     if problem.point is None:
         return Report(problem, sym)
@@ -434,11 +473,8 @@ def solve(program: lang.Program, problem: Problem) -> Report:
             "between them; mathematically there is no derivative there (SymPy: NaN)"
         )
 
-    from . import autograd
-
-    ag = autograd.evaluate(
-        program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype, problem.device
-    )
+    ag = _autograd(program, problem) if torch_side is None else torch_side.result()
+    assert isinstance(ag, AutogradResult)
     assert sym.jacobian is not None
     checks = [compare("jacobian", sym.jacobian, ag.jacobian, problem.rtol, problem.atol)]
     if problem.v is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -48,6 +49,10 @@ class InputError(JvpError):
         self.pos = pos
         self.fix = fix
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled whole (a forked child hands its errors to the parent), not just `what`
+        return (_rebuild, (type(self), self.what, self.where, self.source, self.pos, self.fix))
+
     def location(self) -> tuple[int, int] | None:
         """1-based (line, column) of `pos` in `source`, if both are known."""
         if self.source is None or self.pos is None:
@@ -81,6 +86,17 @@ class InputError(JvpError):
         start = max(0, column - 1 - 60)
         snippet = printable(line[start : start + 120])
         return f"  {snippet}\n  {' ' * (column - 1 - start)}^"
+
+
+def _rebuild(
+    cls: type[InputError],
+    what: str,
+    where: str | None,
+    source: str | None,
+    pos: int | None,
+    fix: str | None,
+) -> InputError:
+    return cls(what, where=where, source=source, pos=pos, fix=fix)
 
 
 class LimitError(InputError):

@@ -32,16 +32,33 @@ class SidecarError(RuntimeError):
     """The side process failed or went away: a fault of this tool, not of the input."""
 
 
-def available(device: str) -> bool:
-    """Whether a side process can help here: Linux (fork is safe with what is loaded),
-    two or more cores for this process, and the CPU (CUDA cannot be used after a fork)."""
-    if sys.platform != "linux" or not hasattr(os, "fork") or device != "cpu":
+PARALLEL = True  # may solve() run torch in a forked child (tests turn it off and on)
+
+
+def parallel(device: str) -> bool:
+    """Whether solve() may fork its torch side: Linux, two or more cores, and CUDA not yet
+    started in this process (a forked child cannot use a CUDA context it inherits; one it
+    starts itself is fine)."""
+    if not PARALLEL or not _two_cores():
+        return False
+    torch = sys.modules.get("torch")
+    return not (device != "cpu" and torch is not None and torch.cuda.is_initialized())
+
+
+def _two_cores() -> bool:
+    if sys.platform != "linux" or not hasattr(os, "fork"):
         return False
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     return cores >= 2
+
+
+def available(device: str) -> bool:
+    """Whether --points can use a side process: two or more cores, and the CPU (this
+    process has already started the device, and a CUDA context cannot cross a fork)."""
+    return device == "cpu" and _two_cores()
 
 
 class Sidecar:
@@ -146,3 +163,68 @@ def _die_with(parent: int) -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took hold
         os._exit(0)
+
+
+class Pending:
+    """`work()` running in a forked child; `result()` waits for its return value (pickled
+    back through a pipe) or raises what it raised. Used to run the torch side of a single
+    point while this process runs the symbolic side: the child imports torch itself, so the
+    two imports overlap as well as the two computations."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._conn, child_conn = Pipe(duplex=False)
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            self._conn.close()
+            _run_once(work, child_conn, parent)
+        child_conn.close()
+        self.pid = pid
+        self._done = False
+
+    def result(self) -> object:
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise SidecarError("the torch side process stopped unexpectedly") from None
+        finally:
+            self._done = True
+            self.close()
+        if kind == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Stop the child (if it is still working, nobody wants its result) and reap it."""
+        if not self._done:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._done = True
+        self._conn.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _run_once(work: Callable[[], object], conn: Connection, parent: int) -> None:
+    status = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with(parent)
+        try:
+            message: tuple[str, object] = ("value", work())
+        except BaseException as exc:  # handed to the parent, which raises it
+            message = ("error", exc)
+        try:
+            conn.send(message)
+        except Exception as exc:  # an exception that does not pickle
+            conn.send(("error", SidecarError(f"{type(message[1]).__name__}: {exc}")))
+    except BaseException:
+        status = 1
+    finally:
+        os._exit(status)

@@ -113,6 +113,12 @@ def test_undefined_point_exits_1_with_reason(vjp) -> None:  # type: ignore[no-un
         ([SEED, "--at", "1,2"], "got 2 values but there are 3 variables"),
         ([SEED, "--at", "1,2,3", "--v", "1,1"], "got 2 values but there are 3 functions"),
         ([SEED, "--at", "1,2,3", "--u", "1"], "--u"),
+        (
+            ["A @ x", "--at", "A=[[1,2],[3,4]],x=[1,-1]", "--v", "1,1"],
+            "there is 1 function (output) (f1); one value per name, a tensor as a nested list: "
+            "f1=[..,..]",
+        ),
+        (["x*y", "--at", "1,2", "--v", "1,2"], "got 2 values but there is 1 function (output)"),
         (["x*y", "--at", "x=1,x=2"], "'x' is given twice"),
         (["[bold]x", "--at", "1"], "'['"),
         (["x", "--v", "1"], "needs a point"),

@@ -156,7 +156,7 @@ BAD: list[tuple[list[str], str]] = [
     (["x*y", "--at", "1;2"], "got 1 value"),
     (["x*y", "--at", "x=1;2,y=1"], "unexpected ';'"),
     (["x*y", "--at", "1,\u22122"], "type ASCII '-'"),
-    (["x*y", "--at", "1,2", "--v", "1,2"], "got 2 values but there is 1 functions"),
+    (["x*y", "--at", "1,2", "--v", "1,2"], "got 2 values but there is 1 function (output)"),
     (["x*y", "--at", "1,2", "--v", "f1=1,f1=2"], "given twice"),
     (["x*y", "--at", "1,2", "--v", "y=1"], "'y' is not one of the functions"),
     (["x*y", "--at", "1,2", "--u", "1"], "there are 2 variables"),
