@@ -39,7 +39,7 @@ def run(
     like: torch.Tensor,
     forward: bool = False,
     batch: bool = False,
-    plan: dict[int, Any] | None = None,
+    plan: dict[Any, Any] | None = None,
 ) -> list[Any]:
     """Evaluate the program's outputs from `inputs` (a tensor per variable). With `forward`,
     inside a dual level, constants are dual numbers with a zero tangent. With `batch`, every
@@ -52,10 +52,14 @@ def run(
     point_dims = len(point_shape)
     del like  # the closures below must not keep a leaf alive
     min_terms = BATCH_TERMS_POINTS if batch else BATCH_TERMS
-    consts: dict[float, torch.Tensor] = {}
+    # constants, made once per run, or once per --points run through `plan` (they carry no
+    # graph, so chunk after chunk can share them; not in forward mode, where they are duals)
+    shared: dict[Any, Any] = plan if plan is not None and not forward else {}
+    consts: dict[float, torch.Tensor] = shared.setdefault("consts", {})
+    vectors: dict[tuple[float, ...], torch.Tensor] = shared.setdefault("vectors", {})
     # id of a constant's tensor -> its value: outside forward mode, `tensor * 0.5` and
     # `x ** 2.0` take a Python number (no broadcasting of a 0-d tensor; x**2 becomes x*x)
-    scalars: dict[int, float] = {}
+    scalars: dict[int, float] = shared.setdefault("scalars", {})
     stacks: dict[tuple[str, ...], torch.Tensor] = {}
 
     def const(value: float) -> torch.Tensor:
@@ -149,8 +153,13 @@ def run(
     def const_vector(values: list[float]) -> torch.Tensor:
         """k constants, one per batched term (a column in batch mode, to broadcast over the
         points)."""
-        t = torch.tensor(values, dtype=dtype, device=device).reshape((-1,) + (1,) * point_dims)
-        return fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
+        key = tuple(values)
+        t = vectors.get(key)
+        if t is None:
+            t = torch.tensor(values, dtype=dtype, device=device)
+            t = t.reshape((-1,) + (1,) * point_dims)
+            t = vectors[key] = fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
+        return t
 
     def batched(template: lang.Node, nodes: list[lang.Node]) -> torch.Tensor:
         """Evaluate k structurally identical scalar trees at once, as 1-D tensors of k
@@ -167,8 +176,9 @@ def run(
             return const_vector(values)
         if isinstance(template, lang.Const):
             return leaf(template)
-        parts = [batched(c, [lang.children(n)[k] for n in nodes])
-                 for k, c in enumerate(lang.children(template))]  # fmt: skip
+        columns = zip(*[lang.children(n) for n in nodes], strict=True)
+        parts = [batched(c, list(column))
+                 for c, column in zip(lang.children(template), columns, strict=True)]  # fmt: skip
         return combine(template, parts)
 
     def ev(node: lang.Node) -> torch.Tensor:

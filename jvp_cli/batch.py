@@ -377,7 +377,7 @@ def torch_side(
 
     tdtype = autograd.DTYPES[problem.dtype]
     dev = autograd.device_of(problem.device)
-    plan: dict[int, Any] = {}  # how the program's long sums group, the same for every chunk
+    plan: dict[Any, Any] = {}  # how long sums group, and the constants: the same every chunk
 
     def side(X: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         B = len(X)
