@@ -437,7 +437,7 @@ def solve(program: lang.Program, problem: Problem) -> Report:
     Where a second core and fork are available (sidecar.parallel), torch runs in a forked
     child while this process runs SymPy: the imports of torch and SymPy overlap, and so do
     the two computations."""
-    from . import sidecar, symbolic
+    from . import sidecar
 
     torch_side = None
     if problem.point is not None and sidecar.parallel(problem.device):
@@ -445,6 +445,8 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         if "torch" not in sys.modules or program.size >= PARALLEL_NODES:
             torch_side = sidecar.Pending(lambda: _autograd(program, problem))
     try:
+        from . import symbolic  # SymPy's import, after the fork: beside torch's
+
         sym = symbolic.evaluate(
             program, problem.shapes, problem.point, problem.v, problem.u, problem.engine
         )

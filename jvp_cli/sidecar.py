@@ -22,10 +22,12 @@ import signal
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection, Pipe
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where a Sidecar is made: solve() forks before it
+    import numpy as np
 
-Side = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+Side = Callable[[Any, Any], tuple[Any, Any]]  # (X, V) -> (A, B), numpy arrays
 
 
 class SidecarError(RuntimeError):
@@ -66,6 +68,8 @@ class Sidecar:
     X is rows x n_in, V rows x m_in, and the results rows x n_in and rows x m_in, float64."""
 
     def __init__(self, side: Side, rows: int, n: int, m: int) -> None:
+        import numpy as np
+
         self.rows, self.n, self.m = rows, n, m
         size = 8 * rows * (2 * n + 2 * m)
         self._mem = mmap.mmap(-1, max(size, 8))  # anonymous and shared: the child sees it
