@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -443,7 +443,7 @@ def run(
                     helper.submit(following[1], following[2])
             else:
                 tor, values = tor_vjp(X, V)
-            if not _judge(summary, problem, lines, X, V, sym, tor, values, write):
+            if not _judge(summary, problem, Sides(lines, X, V, sym, tor), values, write):
                 break
             if progress is not None:
                 progress(summary.points)
@@ -458,19 +458,26 @@ def run(
     return summary
 
 
+class Sides(NamedTuple):
+    """A chunk and what both sides computed for it."""
+
+    lines: Sequence[int]  # input line numbers
+    X: np.ndarray  # points x variables
+    V: np.ndarray  # points x outputs: each point's v
+    sym: np.ndarray  # points x variables: V^T J from the symbolic side
+    tor: np.ndarray  # points x variables: the leaves' .grad after y.backward(V)
+
+
 def _judge(
     summary: Summary,
     problem: Problem,
-    lines: Sequence[int],
-    X: np.ndarray,
-    V: np.ndarray,
-    sym: np.ndarray,
-    tor: np.ndarray,
+    sides: Sides,
     values: np.ndarray,
     write: Callable[[str], None] | None,
 ) -> bool:
     """Compare a chunk's two sides, count it into `summary` and write its lines; False when
-    the reader has gone away."""
+    the reader has gone away. `values`: the outputs' values from torch."""
+    lines, sym, tor = sides.lines, sides.sym, sides.tor
     finite = (
         np.isfinite(sym).all(axis=1)
         & np.isfinite(tor).all(axis=1)
@@ -492,7 +499,7 @@ def _judge(
     if write is None:
         return True
     try:
-        write(_format_lines(problem, lines, X, V, sym, tor, diff, agree, finite))
+        write(_format_lines(problem, sides, diff, agree, finite))
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         summary.truncated = True
         return False
@@ -500,21 +507,15 @@ def _judge(
 
 
 def _format_lines(
-    problem: Problem,
-    lines: Sequence[int],
-    X: np.ndarray,
-    V: np.ndarray,
-    sym: np.ndarray,
-    tor: np.ndarray,
-    diff: np.ndarray,
-    agree: np.ndarray,
-    finite: np.ndarray,
+    problem: Problem, sides: Sides, diff: np.ndarray, agree: np.ndarray, finite: np.ndarray
 ) -> str:
     """A chunk's JSON lines, joined by newlines: what `_line` gives, but the numbers of the
     whole chunk are formatted at once by orjson (shortest round-trip digits, as float repr
     has them; Python's repr costs about 0.4 us a number, 17 us a line here). Rows with a
     NaN or an infinity among the results go through `_line`, which writes them as strings."""
     import orjson
+
+    lines, X, V, sym, tor = sides
 
     def columns(a: np.ndarray) -> list[bytes]:  # per row, its numbers joined by commas
         text = orjson.dumps(np.ascontiguousarray(a, dtype=np.float64),

@@ -78,16 +78,7 @@ class Sidecar:
         self.V, rest = rest[: rows * m].reshape(rows, m), rest[rows * m :]
         self.A, rest = rest[: rows * n].reshape(rows, n), rest[rows * n :]
         self.B = rest[: rows * m].reshape(rows, m)
-        self._conn, child_conn = Pipe()
-        parent = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            self._conn.close()
-            _serve(side, child_conn, self, parent)
-        child_conn.close()
-        self.pid = pid
+        self._conn, self.pid = _fork(lambda conn, parent: _serve(side, conn, self, parent))
         self._busy = 0
 
     def submit(self, X: np.ndarray, V: np.ndarray) -> None:
@@ -126,6 +117,22 @@ class Sidecar:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+def _fork(child: Callable[[Connection, int], None]) -> tuple[Connection, int]:
+    """Fork; the child runs `child(its end of a pipe, the parent's pid)`, which must end the
+    process. Returns this process's end of the pipe and the child's pid."""
+    ours, theirs = Pipe()
+    parent = os.getpid()
+    sys.stdout.flush()  # nothing buffered here may be written twice
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        child(theirs, parent)
+        os._exit(1)  # not reached: the child's function leaves with os._exit
+    theirs.close()
+    return ours, pid
 
 
 def _serve(side: Side, conn: Connection, shared: Sidecar, parent: int) -> None:
@@ -176,16 +183,7 @@ class Pending:
     two imports overlap as well as the two computations."""
 
     def __init__(self, work: Callable[[], object]) -> None:
-        self._conn, child_conn = Pipe(duplex=False)
-        parent = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            self._conn.close()
-            _run_once(work, child_conn, parent)
-        child_conn.close()
-        self.pid = pid
+        self._conn, self.pid = _fork(lambda conn, parent: _run_once(work, conn, parent))
         self._done = False
 
     def result(self) -> object:

@@ -288,7 +288,8 @@ def test_fast_json_lines_equal_json_dumps() -> None:
     diff = np.where(np.isfinite(sym) & np.isfinite(tor), np.abs(tor - sym), 0.0).max(axis=1)
     finite = np.isfinite(sym).all(axis=1) & np.isfinite(tor).all(axis=1)
     agree = finite & (rng.uniform(size=B) < 0.7)
-    text = batch._format_lines(problem, range(10, 10 + B), X, V, sym, tor, diff, agree, finite)
+    sides = batch.Sides(range(10, 10 + B), X, V, sym, tor)
+    text = batch._format_lines(problem, sides, diff, agree, finite)
     got = [json.loads(line) for line in text.split("\n")]
     for k, line in enumerate(got):
         status = "agree" if agree[k] else ("disagree" if finite[k] else "undefined")
