@@ -411,26 +411,37 @@ def run(
 ) -> Summary:
     """Compute every point, writing one JSON line per point through `write` (if given; it
     takes a chunk's lines joined by newlines, without the last newline). A bad row's error
-    is raised once every row before it has been written.
+    is raised once every row before it has been written."""
+    m = len(problem.outputs)
+    default_v = list(fixed_v) if fixed_v is not None else ([1.0] if m == 1 else None)
+    rows = read_chunks(stream, problem.variables, problem.outputs, CHUNK)
+    return run_chunks(program, problem, _with_v(rows, default_v, m), write, progress)
+
+
+def run_chunks(
+    program: lang.Program,
+    problem: Problem,
+    chunks: Iterator[Chunk],
+    write: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Summary:
+    """`run` for chunks of at most CHUNK points already read: (line numbers, points, v's).
 
     When the first chunk is full (more are likely to follow) and two cores are free, the
     torch side runs in a forked side process (sidecar.py): torch works on one chunk there
     while this process evaluates its symbolic side, reads the next chunk and judges and
     writes the chunk before."""
-    check_supported(program, problem)
+    check_supported(program, problem)  # before a row is read: `chunks` is lazy
     sym_vjp, compiled = symbolic_side(program, problem)
     tor_vjp = torch_side(program, problem)
     summary = Summary(compiled=compiled)
     n, m = len(problem.variables), len(problem.outputs)
-    default_v = list(fixed_v) if fixed_v is not None else ([1.0] if m == 1 else None)
-    size = CHUNK
     start = time.perf_counter()
-    chunks = _with_v(read_chunks(stream, problem.variables, problem.outputs, size), default_v, m)
     current, pending_error = _next_chunk(chunks)
     helper: sidecar.Sidecar | None = None
-    if current is not None and len(current[0]) == size and SIDECAR:
+    if current is not None and len(current[0]) == CHUNK and SIDECAR:
         if sidecar.available(problem.device):
-            helper = sidecar.Sidecar(tor_vjp, size, n, m)
+            helper = sidecar.Sidecar(tor_vjp, CHUNK, n, m)
             helper.submit(current[1], current[2])
     try:
         while current is not None:
