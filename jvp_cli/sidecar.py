@@ -1,23 +1,27 @@
-"""A forked helper process that runs one side of --points beside the main process.
+"""Forked helper processes that run the torch side beside the symbolic side.
 
-On a machine with two or more cores, --points splits each chunk's work in two: the main
-process reads the points, evaluates the symbolic side and writes the lines, while a child
-forked from it (so it shares the imported torch and the parsed program, and starts in a few
-milliseconds) runs the torch side. The two work on the same chunk at once.
+On Linux with two or more cores the work splits across two processes:
+- `Pending` (a single point, api.solve): forked before either engine is imported; the child
+  imports torch and computes the Jacobian rows, y.backward(v) and the JVP while the parent
+  imports SymPy and runs the symbolic side. The result, or the exception, comes back
+  pickled through a pipe.
+- `Sidecar` (--points): forked once torch is loaded; per chunk, the child runs the torch side
+  while the parent evaluates the symbolic side, reads the next chunk and writes lines. The
+  chunk's arrays travel through one block of shared memory; the pipe carries only a row count
+  one way and "done" (or the exception) the other, and only one message is ever in flight,
+  so neither side can block the other on a full pipe.
 
-The chunk's arrays travel through one block of shared memory; the pipe carries only a row
-count one way and "done" (or an error's text) the other, and only one message is ever in
-flight, so neither side can block the other on a full pipe. The child never writes to
-stdout or stderr and leaves with os._exit, so nothing buffered in the parent is written
-twice. It ends when the parent closes the pipe, when the parent dies (end of file on the
-pipe; on Linux also a kill signal on the parent's death), and it ignores Ctrl-C, which the
-parent handles.
+A child never writes to stdout or stderr and leaves with os._exit, so nothing buffered in
+the parent is written twice. It ends when the parent closes the pipe or dies (end of file on
+the pipe; on Linux also a kill signal on the parent's death), is killed when the parent
+leaves early, and ignores Ctrl-C, which the parent handles.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Callable
@@ -98,7 +102,8 @@ class Sidecar:
         except (EOFError, OSError):
             raise SidecarError("the torch side process stopped unexpectedly") from None
         if reply != "done":
-            raise SidecarError(str(reply))
+            self._busy = 0  # the child is waiting for the next chunk, not working
+            raise reply[1]  # what the side raised there (MemoryError, a bug's exception)
         count, self._busy = self._busy, 0
         return self.A[:count].copy(), self.B[:count].copy()
 
@@ -153,14 +158,23 @@ def _serve(side: Side, conn: Connection, shared: Sidecar, parent: int) -> None:
                 a, b = side(shared.X[:count], shared.V[:count])
                 shared.A[:count] = a
                 shared.B[:count] = b
-                reply = "done"
-            except Exception as exc:  # reported by the parent as an engine error
-                reply = f"torch failed on this chunk: {type(exc).__name__}: {exc}"
-            conn.send(reply)
+                reply: object = "done"
+            except Exception as exc:  # raised again in the parent
+                reply = ("error", exc)
+            _send(conn, reply)
     except BaseException:
         status = 1
     finally:
         os._exit(status)
+
+
+def _send(conn: Connection, message: object) -> None:
+    """Send `message`; an exception that does not pickle is sent as its text."""
+    try:
+        conn.send(message)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:  # nothing was sent
+        bad = message[1] if isinstance(message, tuple) else message
+        conn.send(("error", SidecarError(f"{type(bad).__name__}: {bad} ({exc})")))
 
 
 def _die_with(parent: int) -> None:
@@ -222,10 +236,7 @@ def _run_once(work: Callable[[], object], conn: Connection, parent: int) -> None
             message: tuple[str, object] = ("value", work())
         except BaseException as exc:  # handed to the parent, which raises it
             message = ("error", exc)
-        try:
-            conn.send(message)
-        except Exception as exc:  # an exception that does not pickle
-            conn.send(("error", SidecarError(f"{type(message[1]).__name__}: {exc}")))
+        _send(conn, message)
     except BaseException:
         status = 1
     finally:

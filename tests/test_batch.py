@@ -238,7 +238,7 @@ def test_side_process_bad_row_after_full_chunks(vjp, small_chunks_with_sidecar) 
     assert all(json.loads(line)["agree"] for line in r.stdout.splitlines())
 
 
-@pytest.mark.parametrize("how", ["raises", "dies"])
+@pytest.mark.parametrize("how", ["raises", "dies", "memory"])
 def test_side_process_failure_is_an_internal_error(
     vjp, small_chunks_with_sidecar, monkeypatch, how: str
 ) -> None:  # type: ignore[no-untyped-def]
@@ -256,15 +256,20 @@ def test_side_process_failure_is_an_internal_error(
             if os.getpid() != parent:  # only in the side process
                 if how == "dies":
                     os._exit(9)
+                if how == "memory":
+                    raise MemoryError
                 raise ValueError("boom")
             return side(X, V)
 
         return wrapped
 
     monkeypatch.setattr(batch, "torch_side", failing)
-    r = vjp(PROG, "--points", "-", "--v", "1,1", "--json", input=_points_text(40), code=3)
-    assert len(r.stderr.splitlines()) == 1 and "internal error" in r.stderr
-    assert ("boom" in r.stderr) if how == "raises" else ("stopped" in r.stderr)
+    code = 2 if how == "memory" else 3
+    r = vjp(PROG, "--points", "-", "--v", "1,1", "--json", input=_points_text(40), code=code)
+    assert len(r.stderr.splitlines()) == 1
+    want = {"raises": "internal error: ValueError: boom", "dies": "internal error: SidecarError",
+            "memory": "out of memory"}[how]  # fmt: skip
+    assert want in r.stderr
 
 
 def test_fast_json_lines_equal_json_dumps() -> None:

@@ -83,6 +83,23 @@ def test_an_exception_in_the_child_reaches_the_parent(vjp, forked, monkeypatch) 
     assert "nested too deeply" in r.stderr
 
 
+def test_an_exception_that_does_not_pickle(vjp, forked, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    class Odd(Exception):
+        def __init__(self) -> None:
+            super().__init__("odd")
+            self.lock = threading.Lock()  # cannot cross a pipe
+
+    def failing(program, problem):  # type: ignore[no-untyped-def]
+        raise Odd()
+
+    monkeypatch.setattr(api, "_autograd", failing)
+    r = vjp(SEED, "--at", "1,2,3", "--v", "1,1,1", code=3)
+    assert "internal error: SidecarError: Odd: odd" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+
+
 def _processes_with(marker: str) -> list[int]:
     found = []
     for pid in os.listdir("/proc"):
