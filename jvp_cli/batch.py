@@ -39,10 +39,11 @@ class Summary:
     undefined: int = 0
     worst: float = 0.0
     worst_line: int | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the first row read to the last line written
     truncated: bool = False  # the reader closed the pipe before the end
     compiled: bool = False  # the symbolic side ran as SymEngine-compiled code (else numpy)
     processes: int = 1  # 2 when the torch side ran in a side process
+    steady: float = 0.0  # points per second after the first chunk (0: a single chunk)
 
 
 def check_supported(program: lang.Program, problem: Problem) -> None:
@@ -432,9 +433,7 @@ def run_chunks(
     while this process evaluates its symbolic side, reads the next chunk and judges and
     writes the chunk before."""
     check_supported(program, problem)  # before a row is read: `chunks` is lazy
-    sym_vjp, compiled = symbolic_side(program, problem)
     tor_vjp = torch_side(program, problem)
-    summary = Summary(compiled=compiled)
     n, m = len(problem.variables), len(problem.outputs)
     start = time.perf_counter()
     current, pending_error = _next_chunk(chunks)
@@ -442,8 +441,12 @@ def run_chunks(
     if current is not None and len(current[0]) == CHUNK and SIDECAR:
         if sidecar.available(problem.device):
             helper = sidecar.Sidecar(tor_vjp, CHUNK, n, m)
-            helper.submit(current[1], current[2])
+            helper.submit(current[1], current[2])  # torch starts on it ...
     try:
+        sym_vjp, compiled = symbolic_side(program, problem)  # ... while this is built
+        summary = Summary(compiled=compiled)
+        first_done: float | None = None
+        first_points = 0
         while current is not None:
             lines, X, V = current
             sym = sym_vjp(X, V)  # while torch runs in the side process, if there is one
@@ -458,11 +461,16 @@ def run_chunks(
                 break
             if progress is not None:
                 progress(summary.points)
+            if first_done is None:  # steady state: from here on, both sides are warm
+                first_done, first_points = time.perf_counter(), summary.points
             current = following
     finally:
         if helper is not None:
             helper.close()
-    summary.seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    summary.seconds = end - start
+    if first_done is not None and summary.points > first_points:
+        summary.steady = (summary.points - first_points) / max(end - first_done, 1e-9)
     summary.processes = 2 if helper is not None else 1
     if pending_error is not None and not summary.truncated:
         raise pending_error

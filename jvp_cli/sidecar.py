@@ -118,10 +118,27 @@ class Sidecar:
         except (OSError, ProcessLookupError):
             pass
         self._conn.close()
+        _reap(self.pid)
+
+
+_exiting: list[int] = []  # children told to stop that had not exited yet
+
+
+def _reap(pid: int) -> None:
+    """Collect `pid` if it has exited, else leave it for later: a child that has been told
+    to stop (or killed) still takes a few milliseconds to unmap its memory, which the caller
+    need not wait for. Earlier such children are collected here too; a process that exits
+    first takes its unreaped children with it."""
+    for p in [*_exiting, pid]:
         try:
-            os.waitpid(self.pid, 0)
+            done, _ = os.waitpid(p, os.WNOHANG)
         except ChildProcessError:
-            pass
+            done = p
+        if done == p:
+            if p in _exiting:
+                _exiting.remove(p)
+        elif p not in _exiting:
+            _exiting.append(p)
 
 
 def _fork(child: Callable[[Connection, int], None]) -> tuple[Connection, int]:
@@ -221,10 +238,7 @@ class Pending:
                 pass
             self._done = True
         self._conn.close()
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        _reap(self.pid)
 
 
 def _run_once(work: Callable[[], object], conn: Connection, parent: int) -> None:
