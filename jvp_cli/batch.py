@@ -455,9 +455,9 @@ def run_chunks(
             sym = sym_vjp(X, V)  # while torch runs in the side process, if there is one
             following, pending_error = _next_chunk(chunks)
             if helper is not None:
-                tor, values = helper.result()
-                if following is not None:  # torch starts on it while this one is judged
+                if following is not None:  # queued: torch goes on to it without waiting
                     helper.submit(following[1], following[2])
+                tor, values = helper.result()
             else:
                 tor, values = tor_vjp(X, V)
             if not _judge(summary, problem, Sides(lines, X, V, sym, tor), values, write):

@@ -7,9 +7,9 @@ On Linux with two or more cores the work splits across two processes:
   pickled through a pipe.
 - `Sidecar` (--points): forked once torch is loaded; per chunk, the child runs the torch side
   while the parent evaluates the symbolic side, reads the next chunk and writes lines. The
-  chunk's arrays travel through one block of shared memory; the pipe carries only a row count
-  one way and "done" (or the exception) the other, and only one message is ever in flight,
-  so neither side can block the other on a full pipe.
+  chunks' arrays travel through shared memory (two slots, so the next chunk is waiting when
+  the child finishes one); the pipe carries only (slot, rows) one way and "done" (or the
+  exception) the other, a few small messages at most, so no side blocks on a full pipe.
 
 A child never writes to stdout or stderr and leaves with os._exit, so nothing buffered in
 the parent is written twice. It ends when the parent closes the pipe or dies (end of file on
@@ -67,51 +67,67 @@ def available(device: str) -> bool:
     return device == "cpu" and _two_cores()
 
 
+SLOTS = 2  # chunks that can be with the side process at once: one worked on, one waiting
+
+
 class Sidecar:
     """Runs `side(X, V) -> (A, B)` in a forked child, a chunk of at most `rows` at a time:
-    X is rows x n_in, V rows x m_in, and the results rows x n_in and rows x m_in, float64."""
+    X is rows x n, V rows x m, and the results rows x n and rows x m, float64. Up to SLOTS
+    chunks may be submitted before their results are collected (in order), so the child
+    never waits for the parent to copy a result out or the next chunk in."""
 
     def __init__(self, side: Side, rows: int, n: int, m: int) -> None:
         import numpy as np
 
         self.rows, self.n, self.m = rows, n, m
-        size = 8 * rows * (2 * n + 2 * m)
-        self._mem = mmap.mmap(-1, max(size, 8))  # anonymous and shared: the child sees it
-        buf = np.frombuffer(self._mem, dtype=np.float64, count=size // 8)
-        self.X, rest = buf[: rows * n].reshape(rows, n), buf[rows * n :]
-        self.V, rest = rest[: rows * m].reshape(rows, m), rest[rows * m :]
-        self.A, rest = rest[: rows * n].reshape(rows, n), rest[rows * n :]
-        self.B = rest[: rows * m].reshape(rows, m)
+        per_slot = rows * (2 * n + 2 * m)
+        # anonymous and shared: the child sees what this process writes, and the reverse
+        self._mem = mmap.mmap(-1, 8 * per_slot * SLOTS)
+        buf = np.frombuffer(self._mem, dtype=np.float64)
+        self.slots: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for k in range(SLOTS):
+            part = buf[k * per_slot : (k + 1) * per_slot]
+            cuts = np.cumsum([rows * n, rows * m, rows * n])
+            X, V, A, B = np.split(part, cuts)
+            self.slots.append(
+                (X.reshape(rows, n), V.reshape(rows, m), A.reshape(rows, n), B.reshape(rows, m))
+            )
         self._conn, self.pid = _fork(lambda conn, parent: _serve(side, conn, self, parent))
-        self._busy = 0
+        self._queue: list[tuple[int, int]] = []  # (slot, rows) submitted, not yet collected
+        self._next = 0
 
     def submit(self, X: np.ndarray, V: np.ndarray) -> None:
         """Start the side on a chunk (rows x n, rows x m); collect it with `result`."""
-        count = len(X)
-        self.X[:count] = X
-        self.V[:count] = V
-        self._busy = count
+        if len(self._queue) >= SLOTS:
+            raise RuntimeError("every slot is taken: collect a result first")
+        slot, count = self._next, len(X)
+        self._next = (self._next + 1) % SLOTS
+        Xs, Vs, _, _ = self.slots[slot]
+        Xs[:count] = X
+        Vs[:count] = V
+        self._queue.append((slot, count))
         try:
-            self._conn.send(count)
+            self._conn.send((slot, count))
         except OSError as exc:
             raise SidecarError(f"the torch side process stopped ({exc})") from None
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The results of the oldest chunk not yet collected."""
         try:
             reply = self._conn.recv()
         except (EOFError, OSError):
             raise SidecarError("the torch side process stopped unexpectedly") from None
+        slot, count = self._queue.pop(0)
         if reply != "done":
-            self._busy = 0  # the child is waiting for the next chunk, not working
             raise reply[1]  # what the side raised there (MemoryError, a bug's exception)
-        count, self._busy = self._busy, 0
-        return self.A[:count].copy(), self.B[:count].copy()
+        _, _, A, B = self.slots[slot]
+        return A[:count].copy(), B[:count].copy()
 
     def close(self) -> None:
         """Stop the child and wait for it. A child still working on a chunk nobody will
         collect (the parent is leaving on an error) is killed rather than waited for."""
         try:
-            if self._busy:
+            if self._queue:
                 os.kill(self.pid, signal.SIGKILL)
             else:
                 self._conn.send(None)
@@ -166,15 +182,17 @@ def _serve(side: Side, conn: Connection, shared: Sidecar, parent: int) -> None:
         _die_with(parent)
         while True:
             try:
-                count = conn.recv()
+                message = conn.recv()
             except (EOFError, OSError):
                 break
-            if count is None:
+            if message is None:
                 break
+            slot, count = message
+            X, V, A, B = shared.slots[slot]
             try:
-                a, b = side(shared.X[:count], shared.V[:count])
-                shared.A[:count] = a
-                shared.B[:count] = b
+                a, b = side(X[:count], V[:count])
+                A[:count] = a
+                B[:count] = b
                 reply: object = "done"
             except Exception as exc:  # raised again in the parent
                 reply = ("error", exc)
