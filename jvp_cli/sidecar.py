@@ -92,7 +92,7 @@ class Sidecar:
             self.slots.append(
                 (X.reshape(rows, n), V.reshape(rows, m), A.reshape(rows, n), B.reshape(rows, m))
             )
-        self._conn, self.pid = _fork(lambda conn, parent: _serve(side, conn, self, parent))
+        self._conn, self.pid = _fork(lambda conn: _serve(side, conn, self))
         self._queue: list[tuple[int, int]] = []  # (slot, rows) submitted, not yet collected
         self._next = 0
 
@@ -157,50 +157,50 @@ def _reap(pid: int) -> None:
             _exiting.append(p)
 
 
-def _fork(child: Callable[[Connection, int], None]) -> tuple[Connection, int]:
-    """Fork; the child runs `child(its end of a pipe, the parent's pid)`, which must end the
-    process. Returns this process's end of the pipe and the child's pid."""
+def _fork(body: Callable[[Connection], None]) -> tuple[Connection, int]:
+    """Fork; the child ignores Ctrl-C, asks to die with this process, runs `body(its end of
+    a pipe)` and leaves with os._exit (status 1 if `body` raised). Returns this process's
+    end of the pipe and the child's pid."""
     ours, theirs = Pipe()
     parent = os.getpid()
     sys.stdout.flush()  # nothing buffered here may be written twice
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        ours.close()
-        child(theirs, parent)
-        os._exit(1)  # not reached: the child's function leaves with os._exit
+        status = 0
+        try:
+            ours.close()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _die_with(parent)
+            body(theirs)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
     theirs.close()
     return ours, pid
 
 
-def _serve(side: Side, conn: Connection, shared: Sidecar, parent: int) -> None:
-    """The child's loop: a row count in, the side's results into shared memory, "done"
-    out. Ends the process."""
-    status = 0
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _die_with(parent)
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                break
-            if message is None:
-                break
-            slot, count = message
-            X, V, A, B = shared.slots[slot]
-            try:
-                a, b = side(X[:count], V[:count])
-                A[:count] = a
-                B[:count] = b
-                reply: object = "done"
-            except Exception as exc:  # raised again in the parent
-                reply = ("error", exc)
-            _send(conn, reply)
-    except BaseException:
-        status = 1
-    finally:
-        os._exit(status)
+def _serve(side: Side, conn: Connection, shared: Sidecar) -> None:
+    """The side process's loop: (slot, rows) in, the side's results into that slot of
+    shared memory, "done" (or the exception) out, until None or end of file."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        slot, count = message
+        X, V, A, B = shared.slots[slot]
+        try:
+            a, b = side(X[:count], V[:count])
+            A[:count] = a
+            B[:count] = b
+            reply: object = "done"
+        except Exception as exc:  # raised again in the parent
+            reply = ("error", exc)
+        _send(conn, reply)
 
 
 def _send(conn: Connection, message: object) -> None:
@@ -232,7 +232,7 @@ class Pending:
     two imports overlap as well as the two computations."""
 
     def __init__(self, work: Callable[[], object]) -> None:
-        self._conn, self.pid = _fork(lambda conn, parent: _run_once(work, conn, parent))
+        self._conn, self.pid = _fork(lambda conn: _run_once(work, conn))
         self._done = False
 
     def result(self) -> object:
@@ -259,17 +259,9 @@ class Pending:
         _reap(self.pid)
 
 
-def _run_once(work: Callable[[], object], conn: Connection, parent: int) -> None:
-    status = 0
+def _run_once(work: Callable[[], object], conn: Connection) -> None:
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _die_with(parent)
-        try:
-            message: tuple[str, object] = ("value", work())
-        except BaseException as exc:  # handed to the parent, which raises it
-            message = ("error", exc)
-        _send(conn, message)
-    except BaseException:
-        status = 1
-    finally:
-        os._exit(status)
+        message: tuple[str, object] = ("value", work())
+    except BaseException as exc:  # handed to the parent, which raises it
+        message = ("error", exc)
+    _send(conn, message)
