@@ -43,6 +43,7 @@ def compile_vjp(
         columns: list[list[Any]] = [[] for _ in symbols]
         for i, row in enumerate(jac):
             for j, entry in row.items():
+                # sympify converts a SymPy tree object (structurally), never text
                 columns[j].append(vs[i] * se.sympify(entry))
         g = [se.Add(*terms) if terms else se.Integer(0) for terms in columns]
         f = se.Lambdify(xs + vs, g, backend="llvm", cse=True)
