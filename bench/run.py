@@ -138,6 +138,8 @@ def _ours_batch(text: str, csv_path: Path, n: int) -> dict[str, float]:
     out["csv"] = time.perf_counter() - start
     out["csv_steady"] = summary.steady
     out["processes"] = summary.processes
+    out["chunks_here"] = summary.chunks_here
+    out["chunks"] = -(-summary.points // batch.CHUNK)
     return out
 
 
@@ -188,7 +190,10 @@ def batch_targets(quick: bool) -> list[bool]:
         _points_csv(path, n, count)
         ours = _ours_batch(problems.dense(n), path, n)
         jax_t = _jax_batch(n, count)
-        where = "a side process" if ours["processes"] > 1 else "this process"
+        where = "this process"
+        if ours["processes"] > 1:
+            where = (f"a side process (and {ours['chunks_here']:.0f} of {ours['chunks']:.0f} "
+                     "chunks in this one)")  # fmt: skip
         print(f"4. --points dense n={n}, {count:,} points, v fixed, torch side in {where}: "
               f"{ours['memory']:.3f} s in all on points in memory (as JAX has them), "
               f"{ours['csv']:.3f} s streamed from the CSV (both: symbolic build and LLVM "

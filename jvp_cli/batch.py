@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
@@ -44,6 +45,7 @@ class Summary:
     compiled: bool = False  # the symbolic side ran as SymEngine-compiled code (else numpy)
     processes: int = 1  # 2 when the torch side ran in a side process
     steady: float = 0.0  # points per second after the first chunk (0: a single chunk)
+    chunks_here: int = 0  # chunks whose torch side this process ran (with a side process)
 
 
 def check_supported(program: lang.Program, problem: Problem) -> None:
@@ -422,6 +424,19 @@ def run(
     return run_chunks(program, problem, _with_v(rows, default_v, m), write, progress)
 
 
+AHEAD = 4  # chunks read ahead at most: with the side process, memory stays a few chunks
+
+
+@dataclass
+class _Entry:
+    """A chunk on its way through: where its torch side runs, and what is known so far."""
+
+    chunk: Chunk
+    at_child: bool = False  # submitted to the side process
+    sym: np.ndarray | None = None  # V^T J from the symbolic side
+    tor: tuple[np.ndarray, np.ndarray] | None = None  # (V^T J, output values) from torch
+
+
 def run_chunks(
     program: lang.Program,
     problem: Problem,
@@ -432,41 +447,99 @@ def run_chunks(
     """`run` for chunks of at most CHUNK points already read: (line numbers, points, v's).
 
     When the first chunk is full (more are likely to follow) and two cores are free, the
-    torch side runs in a forked side process (sidecar.py): torch works on one chunk there
-    while this process evaluates its symbolic side, reads the next chunk and judges and
-    writes the chunk before."""
+    torch side runs in a forked side process (sidecar.py), kept fed with chunks while this
+    process evaluates the symbolic side, reads ahead, judges and writes, in input order.
+    While this process would wait for the side process, it does its own work for chunks
+    read ahead (reading, the symbolic side), and only then the torch side of a chunk read
+    ahead: the two processes share the torch work when reading is cheap."""
     check_supported(program, problem)  # before a row is read: `chunks` is lazy
     tor_vjp = torch_side(program, problem)
     n, m = len(problem.variables), len(problem.outputs)
     start = time.perf_counter()
-    current, pending_error = _next_chunk(chunks)
+    first, pending_error = _next_chunk(chunks)
+    exhausted = first is None or pending_error is not None
+    queue: deque[_Entry] = deque([_Entry(first)] if first is not None else [])
     helper: sidecar.Sidecar | None = None
-    if current is not None and len(current[0]) == CHUNK and SIDECAR:
+    if first is not None and len(first[0]) == CHUNK and SIDECAR:
         if sidecar.available(problem.device):
             helper = sidecar.Sidecar(tor_vjp, CHUNK, n, m)
-            helper.submit(current[1], current[2])  # torch starts on it ...
+            helper.submit(first[1], first[2])  # torch starts on it ...
+            queue[0].at_child = True
+
+    def read_ahead() -> _Entry | None:
+        nonlocal exhausted, pending_error
+        if exhausted or len(queue) >= AHEAD:
+            return None
+        chunk, pending_error = _next_chunk(chunks)
+        if chunk is None:
+            exhausted = True
+            return None
+        queue.append(_Entry(chunk))
+        return queue[-1]
+
+    def untouched() -> list[_Entry]:  # read ahead, torch side not started
+        return [e for e in queue if not e.at_child and e.tor is None]
+
+    def feed(helper: sidecar.Sidecar) -> None:
+        """Fill the side process's free slots, oldest chunk first (results come back in
+        the order chunks were submitted)."""
+        while helper.free():
+            waiting = untouched()
+            entry = waiting[0] if waiting else read_ahead()
+            if entry is None:
+                return
+            helper.submit(entry.chunk[1], entry.chunk[2])
+            entry.at_child = True
+
+    here = [0]  # chunks whose torch side ran here while the side process was busy
+
+    def meanwhile() -> bool:
+        """One piece of this process's work while the side process is busy; False when
+        there is none left."""
+        todo = [e for e in queue if e.sym is None]
+        if todo:
+            todo[0].sym = sym_vjp(todo[0].chunk[1], todo[0].chunk[2])
+            return True
+        if read_ahead() is not None:
+            return True
+        waiting = untouched()
+        if waiting:  # the newest: older ones go to the side process as slots free up
+            waiting[-1].tor = tor_vjp(waiting[-1].chunk[1], waiting[-1].chunk[2])
+            here[0] += 1
+            return True
+        return False
+
     try:
         sym_vjp, compiled = symbolic_side(program, problem)  # ... while this is built
         summary = Summary(compiled=compiled)
         first_done: float | None = None
         first_points = 0
-        while current is not None:
-            lines, X, V = current
-            sym = sym_vjp(X, V)  # while torch runs in the side process, if there is one
-            following, pending_error = _next_chunk(chunks)
+        while queue:
             if helper is not None:
-                if following is not None:  # queued: torch goes on to it without waiting
-                    helper.submit(following[1], following[2])
-                tor, values = helper.result()
-            else:
-                tor, values = tor_vjp(X, V)
-            if not _judge(summary, problem, Sides(lines, X, V, sym, tor), values, write):
+                feed(helper)
+            head = queue[0]
+            lines, X, V = head.chunk
+            if head.sym is None:
+                head.sym = sym_vjp(X, V)
+            if head.at_child:
+                assert helper is not None
+                while not helper.ready() and meanwhile():
+                    pass
+                head.tor = helper.result()
+            elif head.tor is None:
+                head.tor = tor_vjp(X, V)
+                here[0] += 1
+            queue.popleft()
+            tor, values = head.tor
+            sides = Sides(lines, X, V, head.sym, tor)
+            if not _judge(summary, problem, sides, values, write):
                 break
             if progress is not None:
                 progress(summary.points)
             if first_done is None:  # steady state: from here on, both sides are warm
                 first_done, first_points = time.perf_counter(), summary.points
-            current = following
+            if not queue:
+                read_ahead()
     finally:
         if helper is not None:
             helper.close()
@@ -475,6 +548,7 @@ def run_chunks(
     if first_done is not None and summary.points > first_points:
         summary.steady = (summary.points - first_points) / max(end - first_done, 1e-9)
     summary.processes = 2 if helper is not None else 1
+    summary.chunks_here = here[0] if helper is not None else 0
     if pending_error is not None and not summary.truncated:
         raise pending_error
     return summary

@@ -111,6 +111,14 @@ class Sidecar:
         except OSError as exc:
             raise SidecarError(f"the torch side process stopped ({exc})") from None
 
+    def free(self) -> bool:
+        """Whether a chunk can be submitted now."""
+        return len(self._queue) < SLOTS
+
+    def ready(self) -> bool:
+        """Whether the oldest chunk's result has arrived (`result` would not wait)."""
+        return self._conn.poll()
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """The results of the oldest chunk not yet collected."""
         try:

@@ -230,6 +230,42 @@ def test_side_process_gives_the_same_lines(vjp, small_chunks_with_sidecar, monke
     assert "torch side: a side process" in table and "SymEngine-compiled" in table
 
 
+def test_work_shared_with_a_slow_side_process(small_chunks_with_sidecar, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # while the side process is slow, this process runs whole chunks' torch side itself;
+    # the lines come out in input order and equal the in-process run's
+    import io
+    import os
+    import time
+
+    from jvp_cli import api, batch
+
+    real = batch.torch_side
+    parent = os.getpid()
+
+    def slow_child(program, problem):  # type: ignore[no-untyped-def]
+        side = real(program, problem)
+
+        def wrapped(X, V):  # type: ignore[no-untyped-def]
+            if os.getpid() != parent:
+                time.sleep(0.05)
+            return side(X, V)
+
+        return wrapped
+
+    program, problem = api.make_problem(PROG, batch=True)
+    data = _points_text(200)
+    out: list[str] = []
+    monkeypatch.setattr(batch, "torch_side", slow_child)
+    summary = batch.run(program, problem, io.StringIO(data), [2.0, -1.0], out.append)
+    assert summary.processes == 2 and 0 < summary.chunks_here < 13
+    monkeypatch.setattr(batch, "SIDECAR", False)
+    alone: list[str] = []
+    batch.run(program, problem, io.StringIO(data), [2.0, -1.0], alone.append)
+    assert out == alone
+    lines = [json.loads(x)["line"] for chunk in out for x in chunk.split("\n")]
+    assert lines == list(range(2, 202))
+
+
 def test_side_process_bad_row_after_full_chunks(vjp, small_chunks_with_sidecar) -> None:  # type: ignore[no-untyped-def]
     data = _points_text(40) + "1,oops\n"
     r = vjp(PROG, "--points", "-", "--v", "1,1", "--json", input=data, code=2)
