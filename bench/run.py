@@ -130,6 +130,7 @@ def _ours_batch(text: str, csv_path: Path, n: int) -> dict[str, float]:
     summary = batch.run_chunks(program, problem, chunks())
     out["memory"] = time.perf_counter() - start
     out["memory_steady"] = summary.steady
+    out["memory_here"] = summary.chunks_here
     assert summary.points == len(X) and summary.agree == len(X)
     start = time.perf_counter()
     program, problem = api.make_problem(text, batch=True)
@@ -192,8 +193,9 @@ def batch_targets(quick: bool) -> list[bool]:
         jax_t = _jax_batch(n, count)
         where = "this process"
         if ours["processes"] > 1:
-            where = (f"a side process (and {ours['chunks_here']:.0f} of {ours['chunks']:.0f} "
-                     "chunks in this one)")  # fmt: skip
+            where = (f"a side process (this one took {ours['memory_here']:.0f} of "
+                     f"{ours['chunks']:.0f} chunks from memory, {ours['chunks_here']:.0f} "
+                     "from the CSV)")  # fmt: skip
         print(f"4. --points dense n={n}, {count:,} points, v fixed, torch side in {where}: "
               f"{ours['memory']:.3f} s in all on points in memory (as JAX has them), "
               f"{ours['csv']:.3f} s streamed from the CSV (both: symbolic build and LLVM "
