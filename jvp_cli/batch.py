@@ -412,12 +412,12 @@ def run(
     problem: Problem,
     stream: IO[str],
     fixed_v: Sequence[float] | None,
-    write: Callable[[str], None] | None,
+    write: Callable[[bytes], None] | None,
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
     """Compute every point, writing one JSON line per point through `write` (if given; it
-    takes a chunk's lines joined by newlines, without the last newline). A bad row's error
-    is raised once every row before it has been written."""
+    takes a chunk's lines as ASCII bytes joined by newlines, without the last newline). A
+    bad row's error is raised once every row before it has been written."""
     m = len(problem.outputs)
     default_v = list(fixed_v) if fixed_v is not None else ([1.0] if m == 1 else None)
     rows = read_chunks(stream, problem.variables, problem.outputs, CHUNK)
@@ -441,7 +441,7 @@ def run_chunks(
     program: lang.Program,
     problem: Problem,
     chunks: Iterator[Chunk],
-    write: Callable[[str], None] | None = None,
+    write: Callable[[bytes], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
     """`run` for chunks of at most CHUNK points already read: (line numbers, points, v's).
@@ -569,7 +569,7 @@ def _judge(
     problem: Problem,
     sides: Sides,
     values: np.ndarray,
-    write: Callable[[str], None] | None,
+    write: Callable[[bytes], None] | None,
 ) -> bool:
     """Compare a chunk's two sides, count it into `summary` and write its lines; False when
     the reader has gone away. `values`: the outputs' values from torch."""
@@ -604,7 +604,7 @@ def _judge(
 
 def _format_lines(
     problem: Problem, sides: Sides, diff: np.ndarray, agree: np.ndarray, finite: np.ndarray
-) -> str:
+) -> bytes:
     """A chunk's JSON lines, joined by newlines: what `_line` gives, but the numbers of the
     whole chunk are formatted at once by orjson (shortest round-trip digits, as float repr
     has them; Python's repr costs about 0.4 us a number, 17 us a line here). Rows with a
@@ -643,7 +643,7 @@ def _format_lines(
             line = _line(lines[k], problem, X[k], V[k], sym[k], tor[k], float(diff[k]),
                          str(status[k]))  # fmt: skip
             out.append(line.encode())
-    return b"\n".join(out).decode("ascii")
+    return b"\n".join(out)
 
 
 def _line(

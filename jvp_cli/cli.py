@@ -506,8 +506,15 @@ def _batch(
         ) from None
     bar = _Progress() if sys.stderr.isatty() else None
 
-    def write(line: str) -> None:
-        sys.stdout.write(line + "\n")
+    out = getattr(sys.stdout, "buffer", None)
+
+    def write(block: bytes) -> None:
+        if out is None:  # a text-only stdout (embedding): decode
+            sys.stdout.write(block.decode("ascii") + "\n")
+            return
+        sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
+        out.write(block)  # the bytes as they are: no decode and encode of every chunk
+        out.write(b"\n")
 
     def work() -> Any:
         try:

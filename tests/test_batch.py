@@ -254,15 +254,15 @@ def test_work_shared_with_a_slow_side_process(small_chunks_with_sidecar, monkeyp
 
     program, problem = api.make_problem(PROG, batch=True)
     data = _points_text(200)
-    out: list[str] = []
+    out: list[bytes] = []
     monkeypatch.setattr(batch, "torch_side", slow_child)
     summary = batch.run(program, problem, io.StringIO(data), [2.0, -1.0], out.append)
     assert summary.processes == 2 and 0 < summary.chunks_here < 13
     monkeypatch.setattr(batch, "SIDECAR", False)
-    alone: list[str] = []
+    alone: list[bytes] = []
     batch.run(program, problem, io.StringIO(data), [2.0, -1.0], alone.append)
     assert out == alone
-    lines = [json.loads(x)["line"] for chunk in out for x in chunk.split("\n")]
+    lines = [json.loads(x)["line"] for chunk in out for x in chunk.split(b"\n")]
     assert lines == list(range(2, 202))
 
 
@@ -331,7 +331,7 @@ def test_fast_json_lines_equal_json_dumps() -> None:
     agree = finite & (rng.uniform(size=B) < 0.7)
     sides = batch.Sides(range(10, 10 + B), X, V, sym, tor)
     text = batch._format_lines(problem, sides, diff, agree, finite)
-    got = [json.loads(line) for line in text.split("\n")]
+    got = [json.loads(line) for line in text.split(b"\n")]
     for k, line in enumerate(got):
         status = "agree" if agree[k] else ("disagree" if finite[k] else "undefined")
         want = json.loads(
