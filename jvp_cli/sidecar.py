@@ -52,6 +52,10 @@ def parallel(device: str) -> bool:
 
 
 def _two_cores() -> bool:
+    """Linux with fork and two or more cores for this process, unless JVP_CLI_NO_FORK is set
+    (to anything but an empty string or 0): then everything runs in one process."""
+    if os.environ.get("JVP_CLI_NO_FORK", "") not in ("", "0"):
+        return False
     if sys.platform != "linux" or not hasattr(os, "fork"):
         return False
     try:

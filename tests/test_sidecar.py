@@ -100,6 +100,20 @@ def test_an_exception_that_does_not_pickle(vjp, forked, monkeypatch) -> None:  #
     assert len(r.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
+def test_no_fork_switch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # JVP_CLI_NO_FORK=1: one process, the same answer
+    csv = tmp_path / "p.csv"
+    csv.write_text("x,y\n" + "".join(f"{k / 100},{1 + k / 50}\n" for k in range(9000)))
+    env = {**os.environ, "JVP_CLI_NO_FORK": "1"}
+    r = subprocess.run([sys.executable, "-m", "jvp_cli", "x*y + sin(x)", "--points", str(csv)],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and "torch side: this process" in r.stdout
+    seed = [sys.executable, "-m", "jvp_cli", SEED, "--at", "1,2,3", "--v", "3,2,1", "--json"]
+    r = subprocess.run(seed, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and '"torch": [10.0, 34.0, 42.0]' in r.stdout
+
+
 def _processes_with(marker: str) -> list[int]:
     found = []
     for pid in os.listdir("/proc"):
