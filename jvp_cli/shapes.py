@@ -222,8 +222,8 @@ def infer(program: lang.Program, shapes: dict[str, Shape]) -> list[Shape]:
     inf = _Inference(program, shapes)
     for name, node in program.definitions:
         inf.env[name] = inf.run(node)
-    return [inf.env[name] if name in inf.env else inf.run(node)
-            for name, node in zip(program.outputs, program.output_exprs, strict=True)]  # fmt: skip
+    return [inf.env[name] if name is not None else inf.run(node)
+            for name, node in program.computed()]  # fmt: skip
 
 
 def labels(name: str, shape: Shape) -> list[str]:
