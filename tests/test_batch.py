@@ -266,6 +266,28 @@ def test_work_shared_with_a_slow_side_process(small_chunks_with_sidecar, monkeyp
     assert lines == list(range(2, 202))
 
 
+@pytest.mark.parametrize("extra", [[], ["--dtype", "float32"]])
+def test_side_process_json_lines_with_v_per_row(
+    vjp, small_chunks_with_sidecar, monkeypatch, extra
+) -> None:  # type: ignore[no-untyped-def]
+    from jvp_cli import batch
+
+    rows = [
+        json.dumps({"x": 0.1 + k / 37, "y": 1 + k / 53, "v": [k % 3, 1 - k % 2]})
+        if k % 4 else json.dumps([0.1 + k / 37, 1 + k / 53])  # no v: --v is used
+        for k in range(70)
+    ]  # fmt: skip
+    data = "\n".join(rows) + "\n"
+    two = vjp(PROG, "--points", "-", "--v", "1,1", "--json", *extra, input=data).stdout
+    monkeypatch.setattr(batch, "SIDECAR", False)
+    one = vjp(PROG, "--points", "-", "--v", "1,1", "--json", *extra, input=data).stdout
+    assert two == one
+    got = lines_of(two)
+    assert [o["vjp"]["v"] for o in got[:5]] == [[1.0, 1.0], [1.0, 0.0], [2.0, 1.0], [0.0, 0.0],
+                                                [1.0, 1.0]]  # fmt: skip
+    assert all(o["agree"] for o in got)
+
+
 def test_side_process_bad_row_after_full_chunks(vjp, small_chunks_with_sidecar) -> None:  # type: ignore[no-untyped-def]
     data = _points_text(40) + "1,oops\n"
     r = vjp(PROG, "--points", "-", "--v", "1,1", "--json", input=data, code=2)
