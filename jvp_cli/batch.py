@@ -491,11 +491,12 @@ def run_chunks(
             helper.submit(entry.chunk[1], entry.chunk[2])
             entry.at_child = True
 
-    here = [0]  # chunks whose torch side ran here while the side process was busy
+    here = 0  # chunks whose torch side ran in this process
 
     def meanwhile() -> bool:
         """One piece of this process's work while the side process is busy; False when
         there is none left."""
+        nonlocal here
         todo = [e for e in queue if e.sym is None]
         if todo:
             todo[0].sym = sym_vjp(todo[0].chunk[1], todo[0].chunk[2])
@@ -505,7 +506,7 @@ def run_chunks(
         waiting = untouched()
         if waiting:  # the newest: older ones go to the side process as slots free up
             waiting[-1].tor = tor_vjp(waiting[-1].chunk[1], waiting[-1].chunk[2])
-            here[0] += 1
+            here += 1
             return True
         return False
 
@@ -528,7 +529,7 @@ def run_chunks(
                 head.tor = helper.result()
             elif head.tor is None:
                 head.tor = tor_vjp(X, V)
-                here[0] += 1
+                here += 1
             queue.popleft()
             tor, values = head.tor
             sides = Sides(lines, X, V, head.sym, tor)
@@ -548,7 +549,7 @@ def run_chunks(
     if first_done is not None and summary.points > first_points:
         summary.steady = (summary.points - first_points) / max(end - first_done, 1e-9)
     summary.processes = 2 if helper is not None else 1
-    summary.chunks_here = here[0] if helper is not None else 0
+    summary.chunks_here = here if helper is not None else 0
     if pending_error is not None and not summary.truncated:
         raise pending_error
     return summary

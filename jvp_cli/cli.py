@@ -375,40 +375,21 @@ def execute(
 
         warnings.simplefilter("ignore")
 
+    # what api.make_problem needs besides the point, v and u, for either path
+    options: dict[str, Any] = dict(
+        variables=variables, outputs=outputs, dtype=dtype, device=device, rtol=rtol, atol=atol,
+        engine=engine,
+    )  # fmt: skip
     try:
         source = _read_source(functions, file)
         if points is not None:
             return _batch(
-                source,
-                points,
-                v=v,
-                variables=variables,
-                outputs=outputs,
-                dtype=dtype,
-                device=device,
-                engine=engine,
-                rtol=rtol,
-                atol=atol,
-                json_out=json_out,
-                at=at,
-                u=u,
-                timeout=timeout,
+                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=timeout
             )
 
         def work() -> tuple[Any, str]:
             program, problem = api.make_problem(
-                source,
-                at=at,
-                v=v,
-                u=u,
-                variables=variables,
-                outputs=outputs,
-                shape=shape or [],
-                dtype=dtype,
-                device=device,
-                rtol=rtol,
-                atol=atol,
-                engine=engine,
+                source, at=at, v=v, u=u, shape=shape or [], **options
             )
             report = api.solve(program, problem)
             return report, _render(report, json_out, full)
@@ -460,15 +441,9 @@ def execute(
 def _batch(
     source: str,
     points: str,
+    options: dict[str, Any],
     *,
     v: list[str] | None,
-    variables: str | None,
-    outputs: str | None,
-    dtype: str,
-    device: str,
-    engine: str,
-    rtol: float | None,
-    atol: float | None,
     json_out: bool,
     at: list[str] | None,
     u: list[str] | None,
@@ -483,17 +458,7 @@ def _batch(
             where="usage",
             fix="put the points in the file, one per row",
         )
-    program, problem = api.make_problem(
-        source,
-        variables=variables,
-        outputs=outputs,
-        dtype=dtype,
-        device=device,
-        rtol=rtol,
-        atol=atol,
-        engine=engine,
-        batch=True,
-    )
+    program, problem = api.make_problem(source, batch=True, **options)
     fixed_v = None
     if v:
         parsed = api.parse_values(v, program.outputs, "--v", "functions (outputs)")

@@ -43,8 +43,13 @@ def compile_vjp(
         columns: list[list[Any]] = [[] for _ in symbols]
         for i, row in enumerate(jac):
             for j, entry in row.items():
-                # sympify converts a SymPy tree object (structurally), never text
-                columns[j].append(vs[i] * se.sympify(entry))
+                # a SymEngine tree is used as it is; a SymPy tree is converted structurally
+                # by sympify, which is handed nothing else (text would be parsed)
+                if not isinstance(entry, se.Basic):
+                    if not isinstance(entry, sp.Basic):
+                        raise TypeError(f"not an expression tree: {type(entry).__name__}")
+                    entry = se.sympify(entry)
+                columns[j].append(vs[i] * entry)
         g = [se.Add(*terms) if terms else se.Integer(0) for terms in columns]
         f = se.Lambdify(xs + vs, g, backend="llvm", cse=True)
     except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):

@@ -83,7 +83,6 @@ class Sidecar:
     def __init__(self, side: Side, rows: int, n: int, m: int) -> None:
         import numpy as np
 
-        self.rows, self.n, self.m = rows, n, m
         per_slot = rows * (2 * n + 2 * m)
         # anonymous and shared: the child sees what this process writes, and the reverse
         self._mem = mmap.mmap(-1, 8 * per_slot * SLOTS)

@@ -363,3 +363,15 @@ def test_fast_json_lines_equal_json_dumps() -> None:
         assert math.copysign(1, line["point"]["x"]) == math.copysign(1, X[k, 0])
     assert got[3]["vjp"]["sympy"][0] == "NaN" and got[5]["vjp"]["torch"] == ["-Infinity", "NaN"]
     assert got[2]["vjp"]["sympy"][0] == 0.0 and got[0]["point"]["y"] == 5e-324
+
+
+def test_compile_vjp_never_parses_text(tmp_path) -> None:
+    # only expression trees reach symengine.sympify; a string is refused, not parsed
+    import sympy as sp
+
+    from jvp_cli import numeric
+
+    marker = tmp_path / "owned"
+    text = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    assert numeric.compile_vjp([{0: text}], [sp.Symbol("x")]) is None
+    assert not marker.exists()
