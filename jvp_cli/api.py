@@ -11,6 +11,7 @@ import importlib.util
 import math
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import lang
 from .compare import compare, tolerances
@@ -478,11 +479,47 @@ def solve(program: lang.Program, problem: Problem) -> Report:
     ag = _autograd(program, problem) if torch_side is None else torch_side.result()
     assert isinstance(ag, AutogradResult)
     assert sym.jacobian is not None
-    checks = [compare("jacobian", sym.jacobian, ag.jacobian, problem.rtol, problem.atol)]
+    pairs = [("jacobian", sym.jacobian, ag.jacobian)]
     if problem.v is not None:
         assert sym.vjp is not None and ag.vjp is not None
-        checks.append(compare("vjp", sym.vjp, ag.vjp, problem.rtol, problem.atol))
+        pairs.append(("vjp", sym.vjp, ag.vjp))
     if problem.u is not None:
         assert sym.jvp is not None and ag.jvp is not None
-        checks.append(compare("jvp", sym.jvp, ag.jvp, problem.rtol, problem.atol))
+        pairs.append(("jvp", sym.jvp, ag.jvp))
+    checks = [compare(name, ref, cand, problem.rtol, problem.atol, sym.beyond(name))
+              for name, ref, cand in pairs]  # fmt: skip
+    if any(c.status == "disagree" for c in checks):
+        notes.extend(_why_torch_differs(program, problem, sym, ag))
     return Report(problem, sym, ag, tuple(checks), tuple(notes))
+
+
+def _why_torch_differs(
+    program: lang.Program, problem: Problem, sym: Any, ag: AutogradResult
+) -> list[str]:
+    """Where torch disagrees: which sub-expression overflows torch's dtype at the point (and
+    the stable form), and which reference values are beyond float64."""
+    from . import domain
+
+    assert problem.point is not None
+    notes = []
+    note = domain.overflow_note(program, problem.shapes, problem.point, problem.dtype)
+    if note is not None:
+        notes.append(note)
+    for quantity, index, text in sym.exact:
+        where = ",".join(str(i) for i in index)
+        notes.append(f"the reference {quantity}[{where}] = {text} is beyond float64's range "
+                     "(1.8e308): no float64 result can match it")  # fmt: skip
+    nonfinite = any(not math.isfinite(x) for row in ag.jacobian for x in row)
+    if not notes and nonfinite:
+        notes.append(
+            "torch returns NaN or inf where the derivative is a finite number: a 0*inf or "
+            "inf/inf in its chain rule (e.g. at a point where a factor's own derivative is "
+            "infinite, such as sqrt at 0)"
+        )
+    if not notes:
+        notes.append(
+            "torch's result is not within the tolerance of the 30-digit reference: float64 "
+            "rounding in the formula as written (cancellation, e.g. 1 - cos(x) or exp(x) - 1 "
+            "for small x) or a wrong derivative"
+        )
+    return notes

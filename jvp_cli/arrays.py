@@ -123,7 +123,7 @@ class SympyBackend(Backend):
         return self._nary(lambda x, y: self.sp.Mul(x, self.sp.Pow(y, -1)), [a, b])
 
     def power(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self._nary(self.sp.Pow, [a, b])
+        return self._nary(lambda x, y: checked_pow(self.sp, x, y), [a, b])
 
     def reduce(self, kind: str, a: np.ndarray, axis: int | None) -> np.ndarray:
         sp = self.sp
@@ -164,6 +164,40 @@ class SymengineBackend(SympyBackend):
         return super().reduce(kind, a, axis)
 
 
+def checked_pow(lib: Any, base: Any, exponent: Any) -> Any:
+    """base**exponent, refused where the exponent SymPy or SymEngine folded it to is too
+    large: x**(y - y + 10**100) has the exponent 10**100 once y - y is 0, which the parser's
+    bounds, reading the text, cannot see. A number to such a power would be computed
+    exactly, digit by digit, inside one call; a symbol to it would wrap in compiled code."""
+    from .model import LimitError
+
+    if exponent.is_Number:
+        e = float(exponent)
+        if base.is_Number and base != 0 and e != 0:
+            size = abs(e) * abs(math.log10(abs(float(base)))) if abs(float(base)) != 1 else 0
+            if not size <= lang.MAX_CONST_LOG10:
+                raise LimitError(
+                    f"the constant {_clip(base)}**{_clip(exponent)} is beyond the range "
+                    f"1e-{lang.MAX_CONST_LOG10:g} .. 1e{lang.MAX_CONST_LOG10:g} once the "
+                    "expression is simplified",
+                    where="the functions",
+                    fix="keep constants within that range",
+                )
+        elif not base.is_Number and not abs(e) <= lang.MAX_EXPONENT:
+            raise LimitError(
+                f"exponent {_clip(exponent)} of {_clip(base)} is too large once the "
+                f"expression is simplified (limit {lang.MAX_EXPONENT:g})",
+                where="the functions",
+                fix="use a smaller exponent",
+            )
+    return lib.Pow(base, exponent)
+
+
+def _clip(e: Any) -> str:
+    text = str(e)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
 def _obj(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
@@ -174,8 +208,9 @@ def _obj(value: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Undefined:
-    """The first sub-expression whose float64 value is outside its real domain ("domain") or
-    beyond the float64 range ("overflow") at the point."""
+    """The first sub-expression that is undefined at the point: outside its real domain
+    ("domain"), at a pole ("pole"), or atan2 at the origin ("origin") or on its branch cut,
+    where it is not continuous ("cut")."""
 
     node: lang.Node
     reason: str = "domain"
@@ -183,9 +218,12 @@ class Undefined:
     def explain(self) -> str:
         text = lang.unparse(self.node)
         text = text if len(text) <= 60 else text[:57] + "..."
-        if self.reason == "overflow":
-            return f"{text} overflows float64 (beyond 1.8e308) at the point"
-        return f"{text} is undefined at the point (outside its real domain)"
+        why = {
+            "pole": "has a pole at the point (division by zero)",
+            "origin": "is undefined at the point (atan2 at the origin)",
+            "cut": "is not continuous at the point (atan2's branch cut y = 0, x < 0)",
+        }.get(self.reason, "is undefined at the point (outside its real domain)")
+        return f"{text} {why}"
 
 
 class _Found(Exception):
@@ -194,10 +232,10 @@ class _Found(Exception):
 
 
 class FloatBackend(Backend):
-    """float64 arrays; stops at the first sub-expression that leaves the real domain or
-    overflows, so the point can be judged before SymPy evaluates anything there."""
+    """Float arrays (float64 unless `dtype` says otherwise); `after` stops at the first
+    sub-expression that is not finite (domain.py's overflow walk overrides it)."""
 
-    dtype = np.float64
+    dtype: Any = np.float64
     _funcs: ClassVar[dict[str, Callable[..., np.ndarray]]] = {
         "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
         "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "exp": np.exp,
@@ -212,38 +250,29 @@ class FloatBackend(Backend):
         return float(value)
 
     def elementwise(self, name: str, *args: np.ndarray) -> np.ndarray:
-        return np.asarray(self._funcs[name](*args), dtype=np.float64)
+        return np.asarray(self._funcs[name](*args), dtype=self.dtype)
 
     def add_n(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         out = arrays[0]
         for a in arrays[1:]:
             out = out + a
-        return np.asarray(out, dtype=np.float64)
+        return np.asarray(out, dtype=self.dtype)
 
     def mul_n(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         out = arrays[0]
         for a in arrays[1:]:
             out = out * a
-        return np.asarray(out, dtype=np.float64)
+        return np.asarray(out, dtype=self.dtype)
 
     def divide(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.asarray(a / b, dtype=np.float64)
+        return np.asarray(a / b, dtype=self.dtype)
 
     def power(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.asarray(np.power(a, b), dtype=np.float64)
+        return np.asarray(np.power(a, b), dtype=self.dtype)
 
     def reduce(self, kind: str, a: np.ndarray, axis: int | None) -> np.ndarray:
         reducers: dict[str, Any] = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min}
-        return np.asarray(reducers[kind](a, axis=axis), dtype=np.float64)
-
-    def after(self, node: lang.Node, value: np.ndarray, args: list[np.ndarray]) -> None:
-        if np.all(np.isfinite(value)):
-            return
-        if not all(np.all(np.isfinite(a)) for a in args):
-            return  # reported where it first appeared
-        if np.any(np.isnan(value)) or _is_pole(node, args):
-            raise _Found(Undefined(node, "domain"))
-        raise _Found(Undefined(node, "overflow"))
+        return np.asarray(reducers[kind](a, axis=axis), dtype=self.dtype)
 
 
 def _is_pole(node: lang.Node, args: list[np.ndarray]) -> bool:
@@ -423,7 +452,7 @@ class _ScalarExpressions:
             assert isinstance(n, lang.Neg)
             return lib.Mul(-1, self.run(n.operand))
         assert isinstance(n, lang.Pow)
-        return lib.Pow(self.run(n.base), self.run(n.exponent))
+        return checked_pow(lib, self.run(n.base), self.run(n.exponent))
 
 
 def evaluate(
@@ -450,103 +479,3 @@ def evaluate(
 def _scalar_program(program: lang.Program, inputs: dict[str, np.ndarray]) -> bool:
     """True when every variable is a scalar and no tensor operation occurs."""
     return not program.tensor_ops and not any(np.ndim(a) for a in inputs.values())
-
-
-class _ScalarFloats:
-    """The domain check of an all-scalar program in plain Python floats: the same verdicts
-    as FloatBackend (math raises where numpy returns NaN), without an array per node, which
-    cost more than the check itself on big systems."""
-
-    def __init__(self, inputs: dict[str, np.ndarray]) -> None:
-        self.env: dict[str, Any] = {k: float(v) for k, v in inputs.items()}
-
-    def run(self, node: lang.Node) -> np.ndarray:
-        return np.asarray(self._ev(node), dtype=np.float64)
-
-    def _ev(self, n: lang.Node) -> float:
-        # dispatch on the exact type: this walk visits every node of big systems
-        kind = type(n)
-        if kind is lang.Name:
-            return float(self.env[n.id])  # type: ignore[union-attr]
-        if kind is lang.Num:
-            return float(n.value)  # type: ignore[union-attr]
-        if kind is lang.Chain:
-            return self._checked(
-                n, lang.const_eval_node(n, [self._ev(c) for c in lang.children(n)])
-            )
-        if kind is lang.Call:
-            return self._checked(n, lang.const_eval_node(n, [self._ev(a) for a in n.args]))  # type: ignore[union-attr]
-        if kind is lang.Neg:
-            return -self._ev(n.operand)  # type: ignore[union-attr]
-        if kind is lang.Pow:
-            return self._checked(
-                n,
-                lang.const_eval_node(n, [self._ev(n.base), self._ev(n.exponent)]),  # type: ignore[union-attr]
-            )
-        assert isinstance(n, lang.Const)
-        return math.pi if n.id == "pi" else math.e
-
-    @staticmethod
-    def _checked(n: lang.Node, result: float | None) -> float:
-        if result is None or math.isnan(result):
-            raise _Found(Undefined(n, "domain"))
-        if math.isinf(result):
-            raise _Found(Undefined(n, "overflow"))
-        return result
-
-
-def domain_check(
-    program: lang.Program, inputs: dict[str, np.ndarray]
-) -> list[np.ndarray | Undefined]:
-    """Each output at the point in float64, or the first sub-expression that is undefined or
-    overflows there. Intermediate statements are checked once, where they are defined."""
-    scalar = _scalar_program(program, inputs)
-    ev: Evaluator | _ScalarFloats = (
-        _ScalarFloats(inputs)
-        if scalar
-        else Evaluator(
-            FloatBackend(), {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
-        )
-    )
-    broken: dict[str, Undefined] = {}
-    with np.errstate(all="ignore"):
-        for name, node in program.definitions:
-            try:
-                ev.env[name] = ev.run(node)
-            except _Found as found:
-                broken[name] = found.undefined
-                if isinstance(ev, _ScalarFloats):
-                    ev.env[name] = math.nan
-                else:
-                    ev.env[name] = np.full(_shape_of(ev, node), np.nan)
-        out: list[np.ndarray | Undefined] = []
-        for defined, node in program.computed():
-            bad = next((broken[nm] for nm, _ in lang.names_in(node) if nm in broken), None)
-            if bad is None and defined is not None:
-                bad = broken.get(defined)
-            if bad is not None:
-                out.append(bad)
-                continue
-            if defined is not None:  # a named statement, checked with the definitions above
-                out.append(ev.env[defined])
-                continue
-            try:
-                out.append(ev.run(node))
-            except _Found as found:
-                out.append(found.undefined)
-    return out
-
-
-def _shape_of(ev: Evaluator, node: lang.Node) -> tuple[int, ...]:
-    """Shape of a statement that failed the domain check (its elements are all NaN)."""
-    saved = ev.b
-    ev.b = _ShapeOnly()
-    try:
-        return ev.run(node).shape
-    finally:
-        ev.b = saved
-
-
-class _ShapeOnly(FloatBackend):
-    def after(self, node: lang.Node, value: np.ndarray, args: list[np.ndarray]) -> None:
-        pass

@@ -1,14 +1,19 @@
 """Tolerances and verdicts. Knows neither SymPy nor torch: it compares floats.
 
 Closeness follows torch.testing.assert_close: |actual - expected| <= atol + rtol * |expected|,
-with the SymPy value as `expected` (it is the reference). An entry where either side is NaN or
-infinite is never "agree": the quantity is "undefined", and the entries are listed.
+with the reference as `expected`. The reference decides what an entry is:
+- finite (within float64, or beyond it: `beyond` lists those, whose float is +-inf): the
+  candidate must be finite and close, else the entry disagrees (a torch NaN or inf where the
+  mathematics has a number is a wrong answer, not "undefined");
+- NaN or +-inf (outside the domain, a pole, a kink, a derivative that diverges): the entry
+  is "undefined", whatever the candidate says.
+A quantity disagrees when any entry does, else it is undefined when any entry is, else agree.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .model import Check
 
@@ -37,8 +42,10 @@ def compare(
     actual: Sequence[object],
     rtol: float,
     atol: float,
+    beyond: Collection[tuple[int, ...]] = (),
 ) -> Check:
-    """Compare two equally shaped nested sequences of floats."""
+    """Compare two equally shaped nested sequences of floats; `beyond`: the indices where
+    the reference is finite but beyond float64's range (its float is +-inf)."""
     exp = _flatten(expected)
     act = _flatten(actual)
     if [i for i, _ in exp] != [i for i, _ in act]:
@@ -48,14 +55,22 @@ def compare(
     undefined = []
     close = True
     for (idx, e), (_, a) in zip(exp, act, strict=True):
-        if not (math.isfinite(e) and math.isfinite(a)):
+        if idx in beyond:  # no float64 is within any tolerance of it
+            if worst is None or max_diff < math.inf:
+                max_diff, worst = math.inf, idx
+            close = False
+            continue
+        if not math.isfinite(e):
             undefined.append(idx)
             continue
-        diff = abs(a - e)
+        elif not math.isfinite(a):
+            diff = math.inf
+        else:
+            diff = abs(a - e)
         if worst is None or diff > max_diff:
             max_diff, worst = diff, idx
-        if diff > atol + rtol * abs(e):
+        if not diff <= atol + rtol * abs(e):
             close = False
-    # A definite disagreement on finite entries outranks entries that are undefined.
+    # A definite disagreement outranks entries that are undefined.
     status = "disagree" if not close else ("undefined" if undefined else "agree")
     return Check(name, status, max_diff, rtol, atol, worst, tuple(undefined))

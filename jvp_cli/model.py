@@ -161,6 +161,13 @@ class SymbolicResult:
     vjp: Vector | None = None
     jvp: Vector | None = None
     notes: tuple[str, ...] = ()  # e.g. which entries are undefined at the point, and why
+    # (quantity, index, 30-digit decimal) of each finite value beyond float64's range, whose
+    # float above is +-inf: "jacobian" (i, j), "vjp" (k,), "jvp" (k,)
+    exact: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+
+    def beyond(self, quantity: str) -> dict[tuple[int, ...], str]:
+        """The entries of `quantity` that are finite but beyond float64, as decimals."""
+        return {idx: text for q, idx, text in self.exact if q == quantity}
 
 
 @dataclass(frozen=True)

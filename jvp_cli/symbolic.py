@@ -13,13 +13,14 @@ and d relu(u) = Heaviside(u, nan). The CLI reports such entries as undefined.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import sympy as sp
+from sympy.core.evalf import PrecisionExhausted
 
-from . import arrays, lang
+from . import arrays, domain, lang
 from .model import EngineError, SymbolicResult
 from .shapes import Shape, labels
 
@@ -135,21 +136,209 @@ def to_float(value: Any) -> float:
 
 
 def _value_at(expr: Any, subs: dict[Any, Any]) -> Any:
-    """`expr` at the point with DPS digits; mpmath's division by zero becomes zoo."""
+    """`expr` at the point with DPS correct digits (SymPy's evalf raises the working
+    precision until it has them, so cancellation costs time, not accuracy); mpmath's
+    division by zero becomes zoo."""
+    e = expr.xreplace(subs)
     try:
-        return expr.xreplace(subs).evalf(DPS)
+        return e.evalf(DPS, strict=True, maxn=MAXN)
     except ZeroDivisionError:
         return sp.zoo
+    except PrecisionExhausted:
+        return e.evalf(DPS, maxn=MAXN)  # an exact zero (e.g. sin(pi) - 0) cannot be certified
 
 
-def _why(value: Any) -> str:
-    if value is sp.zoo or value in (sp.oo, sp.S.NegativeInfinity):
-        return "infinite"
-    if value is sp.nan:
-        return "undefined (0/0 or a kink)"
-    if value.is_number and not value.is_real:
-        return "complex"
-    return "not finite in float64"
+MP_PREC = 133  # bits kept of each reference value: 40 digits
+MAXN = 2000  # digits SymPy's evalf may work at to reach DPS correct ones
+
+
+def _to_mpf(value: Any) -> Any:
+    """A SymPy number as an mpmath mpf, or None where it is not a finite real number."""
+    import mpmath
+
+    if value is sp.nan or value is sp.zoo or value in (sp.oo, sp.S.NegativeInfinity):
+        return None
+    if not value.is_number:
+        return None
+    if value.is_Float:
+        with mpmath.workprec(max(value._prec, MP_PREC)):  # mpf() rounds to the context's
+            return +mpmath.mpf(value._mpf_)
+    if value.is_Rational:
+        with mpmath.workprec(MP_PREC):
+            return mpmath.mpf(value.p) / value.q
+    re_part, im_part = value.as_real_imag()
+    if im_part != 0 and not im_part.is_zero:
+        return None
+    re_val = re_part.evalf(DPS)
+    return _to_mpf(re_val) if re_val.is_Number else None
+
+
+def _sympy_value(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | None]:
+    """One entry of J at the point as an mpf, and what is wrong with it (None: finite)."""
+    val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
+    exact = _to_mpf(val)
+    if exact is not None:
+        return exact, None
+    return _diverges(e, subs, symbol)
+
+
+def _diverges(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | None]:
+    """A derivative whose expression is not finite at the point, by its limits along the
+    variable from each side on which it is defined (the function is continuous there, so
+    where the derivative has a limit L it is L, by the mean value theorem):
+    - +-inf where it diverges to that infinity from every such side (d sqrt(x)/dx at 0);
+    - L where it tends to the same finite L from every such side (d x|x|/dx at 0 = 0);
+    - NaN otherwise (a kink such as |x| or relu at 0, or no real value near the point)."""
+    import mpmath
+
+    nan_note = "undefined (no derivative: a kink, 0/0 or complex)"
+    x0 = subs[symbol]
+    scale = max(sp.Integer(1), abs(x0))
+    ends: list[tuple[str, Any]] = []
+    for side in (1, -1):
+        vals = []
+        for k in (60, 100):
+            point = dict(subs)
+            point[symbol] = x0 + side * scale * sp.Rational(1, 2**k)
+            got = _to_mpf(_value_at(e, {x: point[x] for x in e.free_symbols}))
+            if got is None:
+                break
+            vals.append(got)
+        if len(vals) < 2:
+            continue  # not defined on this side
+        near, nearer = vals
+        if abs(nearer) >= 1.5 * abs(near) and abs(nearer) > 20 and near * nearer > 0:
+            ends.append(("inf", 1 if nearer > 0 else -1))
+        elif abs(nearer - near) <= 1e-6 * max(1, abs(nearer)):
+            # v(h) = L + c h near the point: Richardson's extrapolation to h = 0
+            ends.append(("limit", (nearer * 2**40 - near) / (2**40 - 1)))
+        else:
+            return mpmath.mpf("nan"), nan_note
+    kinds = {kind for kind, _ in ends}
+    if kinds == {"inf"} and len({sign for _, sign in ends}) == 1:
+        sign = ends[0][1]
+        return mpmath.mpf("inf") * sign, f"infinite (diverges to {'+' if sign > 0 else '-'}inf)"
+    if kinds == {"limit"}:
+        limits = [val for _, val in ends]
+        if all(abs(a - limits[0]) <= 1e-6 * max(1, abs(limits[0])) for a in limits):
+            return sum(limits) / len(limits), None  # 0/0 here, but the derivative is not
+    return mpmath.mpf("nan"), nan_note
+
+
+class _Values:
+    """The reference values of J's entries at a point (mpmath numbers, 30 correct digits,
+    any exponent), with the notes for the entries that are not finite, and the products
+    v^T J and J u computed from them."""
+
+    def __init__(
+        self,
+        rows: Sequence[str],
+        cols: Sequence[str],
+        undefined: dict[int, str],
+        width: int,
+        point_subs: dict[Any, Any],
+    ) -> None:
+        import mpmath
+
+        self.point_subs = point_subs  # SymPy symbol -> exact value, to sum again exactly
+        self.mp = mpmath
+        self.rows, self.cols, self.width = rows, cols, width
+        self.entries: list[dict[int, Any]] = []
+        self.notes: list[str] = []
+        self.undefined = undefined
+        self.exprs: list[dict[int, Any]] = []
+        for i in range(len(rows)):
+            why = undefined.get(i)
+            if why is not None:
+                self.notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
+                self.entries.append(dict.fromkeys(range(width), mpmath.mpf("nan")))
+            else:
+                self.entries.append({})
+            self.exprs.append({})
+
+    def row_ok(self, i: int) -> bool:
+        return i not in self.undefined
+
+    def set(self, i: int, j: int, e: Any, value: tuple[Any, str | None]) -> None:
+        val, problem = value
+        self.entries[i][j] = val
+        self.exprs[i][j] = e
+        if problem is not None:
+            self.notes.append(f"d{self.rows[i]}/d{self.cols[j]} = {_short(e)} is {problem} "
+                              "at the point")  # fmt: skip
+
+    def _products(self, weights: Sequence[float], by_column: bool) -> list[Any]:
+        """v^T J (by_column) or J u, summed at 40 digits; a sum that cancels to far below
+        its terms is summed again by SymPy from the entries' expressions, adaptively."""
+        mp = self.mp
+        n_out = self.width if by_column else len(self.entries)
+        terms: list[list[tuple[Any, float, Any]]] = [[] for _ in range(n_out)]
+        for i, row in enumerate(self.entries):
+            for j, val in row.items():
+                w = weights[i] if by_column else weights[j]
+                k = j if by_column else i
+                terms[k].append((val, w, self.exprs[i].get(j)))
+        out: list[Any] = []
+        with mp.workdps(40):
+            for col in terms:
+                if all(type(val) is float and math.isfinite(val) for val, _, _ in col):
+                    # float64 entries (SymEngine's, checked at two precisions): exact sum
+                    # of the rounded products; a sum that cancels is summed again exactly
+                    prods = [w * val for val, w, _ in col]
+                    total = math.fsum(prods)
+                    biggest = max((abs(p) for p in prods), default=0.0)
+                    if math.isfinite(total) and biggest and abs(total) < 1e-6 * biggest:
+                        total = float(self._resum(col, mp.mpf(total)))
+                    out.append(total)
+                    continue
+                total = mp.fsum(mp.mpf(w) * val for val, w, _ in col) if col else mp.mpf(0)
+                biggest = max((abs(mp.mpf(w) * val) for val, w, _ in col), default=mp.mpf(0))
+                if mp.isfinite(total) and mp.isfinite(biggest) and biggest and \
+                        abs(total) < 1e-12 * biggest:  # fmt: skip
+                    total = self._resum(col, total)
+                out.append(total)
+        return out
+
+    def _resum(self, col: list[tuple[Any, float, Any]], total: Any) -> Any:
+        if any(e is None for _, _, e in col):
+            return total
+        exprs = [e if isinstance(e, sp.Basic) else sp.sympify(e) for _, _, e in col]
+        point = self.point_subs
+        expr = sp.Add(*[sp.Rational(w) * e for (_, w, _), e in zip(col, exprs, strict=True)])
+        got = _to_mpf(_value_at(expr, {x: point[x] for x in expr.free_symbols if x in point}))
+        return total if got is None else got
+
+    def result(
+        self,
+        text: tuple[tuple[str, ...], ...],
+        pretty: str,
+        latex: str,
+        nonzeros: int,
+        v: Sequence[float] | None,
+        u: Sequence[float] | None,
+    ) -> SymbolicResult:
+        exact: list[tuple[str, tuple[int, ...], str]] = []
+
+        def flt(val: Any, name: str, index: tuple[int, ...]) -> float:
+            f = float(val)
+            if math.isinf(f) and not isinstance(val, float) and self.mp.isfinite(val):
+                exact.append((name, index, self.mp.nstr(val, DPS)))
+            return f
+
+        jac_f = []
+        for i, row in enumerate(self.entries):
+            frow = [0.0] * self.width
+            for j, val in row.items():
+                frow[j] = flt(val, "jacobian", (i, j))
+            jac_f.append(tuple(frow))
+        vjp = jvp = None
+        if v is not None:
+            vjp = tuple(flt(x, "vjp", (k,)) for k, x in enumerate(self._products(v, True)))
+        if u is not None:
+            jvp = tuple(flt(x, "jvp", (k,)) for k, x in enumerate(self._products(u, False)))
+        return SymbolicResult(text, pretty, latex, nonzeros, tuple(self.rows), tuple(self.cols),
+                              tuple(jac_f), vjp, jvp, tuple(self.notes),
+                              tuple(exact))  # fmt: skip
 
 
 def evaluate(
@@ -190,45 +379,62 @@ def evaluate(
     if point is None:
         return SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols))
 
+    ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
+                     "sympy", point)  # fmt: skip
+    return ref.result(text, pretty, latex, nonzeros, v, u)
+
+
+def _values_at(
+    program: lang.Program,
+    shapes: Sequence[Shape],
+    built: Built,
+    jac: list[Sparse],
+    engine: str,
+    point: Sequence[float],
+) -> _Values:
+    """The reference values of J's entries at the point: undefined rows from the exact
+    domain walk, every other entry at 30 correct digits."""
+    symbols = built.symbols
+    undefined = domain.undefined_rows(program, shapes, point, built.sizes)
+    if engine == "symengine":
+        import symengine as se
+
+        subs = {s: se.Rational(q.numerator, q.denominator)
+                for s, q in zip(symbols, map(_exact, point), strict=True)}  # fmt: skip
+        exact_subs = {sp.Symbol(str(s)): sp.Rational(x) for s, x in zip(symbols, point,
+                                                                       strict=True)}  # fmt: skip
+        ref = _Values(built.rows, built.cols, undefined, len(symbols), exact_subs)
+        for i, row in enumerate(jac):
+            for j, e in row.items():
+                if ref.row_ok(i):
+                    ref.set(i, j, e, _symengine_value(e, subs, symbols, j, point))
+        return ref
     # The point's float64 values exactly, as rationals: exact arithmetic where it can be
     # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
     subs = {s: sp.Rational(x) for s, x in zip(symbols, point, strict=True)}
+    ref = _Values(built.rows, built.cols, undefined, len(symbols), subs)
+    for i, row in enumerate(jac):
+        for j, e in row.items():
+            if ref.row_ok(i):
+                ref.set(i, j, e, _sympy_value(e, subs, symbols[j]))
+    return ref
 
-    def value_of(e: Any) -> tuple[Any, str | None]:
-        val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
-        return val, None if math.isfinite(to_float(val)) else _why(val)
 
-    values, notes = _entries_at(jac, rows, cols, _domain(program, shapes, point, sizes),
-                                width, value_of, sp.nan)  # fmt: skip
-    jac_f = []
-    for vrow in values:
-        frow = [0.0] * width
-        for j, val in vrow.items():
-            frow[j] = to_float(val)
-        jac_f.append(tuple(frow))
-    vjp = jvp = None
-    if v is not None:
-        columns: list[list[Any]] = [[] for _ in range(width)]
-        for i, vrow in enumerate(values):
-            vi = sp.Float(v[i], DPS)
-            for j, val in vrow.items():
-                columns[j].append(vi * val)
-        vjp = tuple(to_float(sp.Add(*terms)) for terms in columns)
-    if u is not None:
-        uf = [sp.Float(x, DPS) for x in u]
-        jvp = tuple(to_float(sp.Add(*[val * uf[j] for j, val in vrow.items()])) for vrow in values)
-    return SymbolicResult(
-        text,
-        pretty,
-        latex,
-        nonzeros,
-        tuple(rows),
-        tuple(cols),
-        tuple(jac_f),
-        vjp,
-        jvp,
-        tuple(notes),
-    )
+def vjp_at(
+    program: lang.Program,
+    shapes: Sequence[Shape],
+    built: Built,
+    jac: list[Sparse],
+    engine: str,
+    point: Sequence[float],
+    v: Sequence[float],
+) -> tuple[tuple[float, ...], dict[tuple[int, ...], str]]:
+    """v^T J at one point from an already differentiated Jacobian, exactly as the single
+    point report computes it (--points falls back to this), with the entries beyond
+    float64's range as decimals."""
+    result = _values_at(program, shapes, built, jac, engine, point).result((), "", "", 0, v, None)
+    assert result.vjp is not None
+    return result.vjp, result.beyond("vjp")
 
 
 def _evaluate_symengine(
@@ -244,38 +450,16 @@ def _evaluate_symengine(
     sizes: list[int],
 ) -> SymbolicResult:
     """The same results with SymEngine underneath, for big problems: no SymPy objects are
-    built (converting them back costs more than the work itself), values at 100 bits."""
-    import symengine as se
-
+    built (converting them back costs more than the work itself)."""
     jac = jacobian(outputs, symbols)
     width = len(symbols)
     text = tuple(tuple(str(row.get(j, 0)) for j in range(width)) for row in jac)
     nonzeros = sum(len(row) for row in jac)
     if point is None:
         return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols))
-    subs = {s: se.Rational(q.numerator, q.denominator)
-            for s, q in zip(symbols, map(_exact, point), strict=True)}  # fmt: skip
-
-    def value_of(e: Any) -> tuple[float, str | None]:
-        val = _se_value(e.subs({x: subs[x] for x in e.free_symbols}))
-        return val, None if math.isfinite(val) else "not finite"
-
-    entries, notes = _entries_at(jac, rows, cols, _domain(program, shapes, point, sizes),
-                                 width, value_of, math.nan)  # fmt: skip
-    jac_f: list[list[float]] = []
-    for entry_row in entries:
-        frow = [0.0] * width
-        for j, val in entry_row.items():
-            frow[j] = val
-        jac_f.append(frow)
-    vjp = jvp = None
-    if v is not None:
-        vjp = tuple(math.fsum(v[i] * jac_f[i][j] for i in range(len(jac_f)) if jac_f[i][j])
-                    for j in range(width))  # fmt: skip
-    if u is not None:
-        jvp = tuple(math.fsum(r[j] * u[j] for j in range(width) if r[j]) for r in jac_f)
-    return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols),
-                          tuple(tuple(r) for r in jac_f), vjp, jvp, tuple(notes))  # fmt: skip
+    ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
+                     "symengine", point)  # fmt: skip
+    return ref.result(text, "", "", nonzeros, v, u)
 
 
 def _exact(x: float) -> Any:
@@ -284,16 +468,32 @@ def _exact(x: float) -> Any:
     return Fraction(x)
 
 
-def _se_value(value: Any) -> float:
-    """A SymEngine constant at 100 bits, as float64: NaN where it is complex or undefined,
-    +-inf for infinities."""
-    text = str(value)
-    if text in ("oo", "-oo"):
-        return math.inf if text == "oo" else -math.inf
+def _symengine_value(
+    e: Any, subs: dict[Any, Any], symbols: Sequence[Any], j: int, point: Sequence[float]
+) -> tuple[Any, str | None]:
+    """One entry at the point by SymEngine at 100 and at 200 bits. Where the two agree to
+    float64 precision the value is kept; where they do not (cancellation ate the digits of
+    one), or it is not a finite real number, SymPy's evalf, which raises its precision
+    until it has 30 correct digits, decides from the same expression."""
+    import mpmath
+
+    sub = e.subs({x: subs[x] for x in e.free_symbols})
     try:
-        return float(value.evalf(100, real=True))
+        lo, hi = sub.evalf(100, real=True), sub.evalf(200, real=True)
+        f_lo, f_hi = float(lo), float(hi)
     except (TypeError, ValueError, RuntimeError):
-        return math.nan
+        f_lo = f_hi = math.nan
+    if math.isfinite(f_hi) and abs(f_lo - f_hi) <= 2.0**-52 * abs(f_hi):
+        return f_hi, None  # a float: _Values sums those in float64 (math.fsum)
+    if math.isinf(f_hi) and f_lo == f_hi and str(hi) not in ("oo", "-oo", "zoo", "nan"):
+        with mpmath.workprec(200):  # beyond float64: keep the digits
+            return mpmath.mpf(str(hi)), None
+    sym = {s: sp.Symbol(str(s), real=True) for s in e.free_symbols}
+    tree = sp.sympify(e).xreplace({sp.Symbol(str(s)): t for s, t in sym.items()})
+    exact_subs = {sym[s]: sp.Rational(point[symbols.index(s)]) for s in e.free_symbols}
+    target = sp.Symbol(str(symbols[j]), real=True)
+    exact_subs.setdefault(target, sp.Rational(point[j]))
+    return _sympy_value(tree, exact_subs, target)
 
 
 def _pretty(matrix: Any) -> str:
@@ -316,55 +516,6 @@ def _pretty(matrix: Any) -> str:
             del sys.modules[name]
 
 
-def _entries_at(
-    jac: list[Sparse],
-    rows: Sequence[str],
-    cols: Sequence[str],
-    undefined_rows: dict[int, str],
-    width: int,
-    value_of: Callable[[Any], tuple[Any, str | None]],
-    nan: Any,
-) -> tuple[list[Sparse], list[str]]:
-    """The nonzero entries of J at the point, row by row, and a note for each entry that is
-    not finite there; a row whose function is undefined at the point is NaN throughout."""
-    values: list[Sparse] = []
-    notes: list[str] = []
-    for i, row in enumerate(jac):
-        why = undefined_rows.get(i)
-        if why is not None:
-            notes.append(f"{rows[i]}: {why}, so its row of J is undefined")
-            values.append(dict.fromkeys(range(width), nan))
-            continue
-        vrow: Sparse = {}
-        for j, e in row.items():
-            vrow[j], problem = value_of(e)
-            if problem is not None:
-                notes.append(f"d{rows[i]}/d{cols[j]} = {_short(e)} is {problem} at the point")
-        values.append(vrow)
-    return values, notes
-
-
 def _short(e: Any) -> str:
     text = str(e)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _domain(
-    program: lang.Program, shapes: Sequence[Shape], point: Sequence[float], sizes: Sequence[int]
-) -> dict[int, str]:
-    """Rows of J (flat output elements) at which the point leaves a real domain or float64;
-    `sizes` is how many rows each output has."""
-    inputs: dict[str, np.ndarray] = {}
-    k = 0
-    for name, shape in zip(program.variables, shapes, strict=True):
-        n = math.prod(shape)
-        inputs[name] = np.asarray(point[k : k + n], dtype=np.float64).reshape(shape)
-        k += n
-    bad: dict[int, str] = {}
-    row = 0
-    for result, n in zip(arrays.domain_check(program, inputs), sizes, strict=True):
-        if isinstance(result, arrays.Undefined):
-            for r in range(row, row + n):
-                bad[r] = result.explain()
-        row += n
-    return bad

@@ -431,7 +431,8 @@ OVERFLOW_X = st.builds(lambda s, m: s * m, _SIGN, st.floats(700, 1000))
 # away from the cancellation band: below 1e-9 the oracle's 50 digits are not enough
 GENERIC_X = st.one_of(st.just(0.0), st.builds(lambda s, m: s * m, _SIGN, st.floats(1e-3, 5)))
 ANY_X = st.one_of(CANCEL_X, OVERFLOW_X, GENERIC_X)
-Y = st.floats(-3, 3, allow_nan=False)
+# --at refuses magnitudes below 1e-300 (the documented limit), so the points here avoid them
+Y = st.floats(-3, 3, allow_nan=False).filter(lambda t: t == 0 or abs(t) >= 1e-300)
 
 FRAGILE = [
     "(1-cos(x))/x**2",
