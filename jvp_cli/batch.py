@@ -46,6 +46,7 @@ class Summary:
     processes: int = 1  # 2 when the torch side ran in a side process
     steady: float = 0.0  # points per second after the first chunk (0: a single chunk)
     chunks_here: int = 0  # chunks whose torch side this process ran (with a side process)
+    exact: int = 0  # points whose reference the fast path could not certify: 30-digit path
 
 
 def check_supported(program: lang.Program, problem: Problem) -> None:
@@ -341,32 +342,56 @@ def _next_chunk(chunks: Iterator[Chunk]) -> tuple[Chunk | None, InputError | Non
         return None, exc
 
 
-def symbolic_side(
-    program: lang.Program, problem: Problem
-) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]:
-    """V^T J as a function of a chunk's points and v's, and whether it is compiled code."""
-    from . import numeric, symbolic
+@dataclass
+class SymbolicSide:
+    """The reference for a chunk of points: `fast` evaluates v^T J in float64 with an
+    error bound and the domain's boundary conditions (numeric.certified_vjp), or is None
+    where no bound can be formed; `exact` is the single-point reference (30 digits, the
+    exact domain walk) for one point, taken where `fast` cannot certify its value."""
+
+    fast: Callable[[np.ndarray, np.ndarray], Any] | None
+    compiled: bool
+    exact: Callable[[np.ndarray, np.ndarray], tuple[tuple[float, ...], dict[Any, str]]]
+
+
+def symbolic_side(program: lang.Program, problem: Problem) -> SymbolicSide:
+    """V^T J for a chunk of points, certified point by point."""
+    import sympy as sp
+
+    from . import errorbound, numeric, symbolic
 
     built = symbolic.build(program, problem.shapes, problem.engine)
     jac = symbolic.jacobian(built.exprs, built.symbols)
-    compiled = numeric.compile_vjp(jac, built.symbols) if COMPILE else None
-    if compiled is not None:
-        return compiled, True
-    if problem.engine != "sympy":  # the numpy walk reads SymPy trees
-        built = symbolic.build(program, problem.shapes)
-        jac = symbolic.jacobian(built.exprs, built.symbols)
-    symbols = built.symbols
+    engine = problem.engine
 
-    def walk(X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        env = {s: X[:, j] for j, s in enumerate(symbols)}
-        G = np.zeros((len(X), len(symbols)))
-        with np.errstate(all="ignore"):
-            for i, entries in enumerate(jac):
-                for j, expr in entries.items():
-                    G[:, j] += V[:, i] * numeric.evaluate(expr, env, len(X))
-        return G
+    def exact(x: np.ndarray, v: np.ndarray) -> tuple[tuple[float, ...], dict[Any, str]]:
+        return symbolic.vjp_at(program, problem.shapes, built, jac, engine,
+                               [float(t) for t in x], [float(t) for t in v])  # fmt: skip
 
-    return walk, False
+    def fast_side(
+        lib: Any, b: Any, j: Any, compile: bool
+    ) -> Callable[[np.ndarray, np.ndarray], Any] | None:
+        bounds = errorbound.Bounds(lib)
+        try:
+            env = dict(zip(program.variables, b.symbols, strict=True))
+            margins = errorbound.domain_margins(program, bounds, env)
+        except errorbound.Uncertifiable:
+            return None
+        return numeric.certified_vjp(j, b.symbols, lib, margins, compile=compile)
+
+    lib: Any = sp
+    if engine == "symengine":
+        import symengine as lib
+    fast = fast_side(lib, built, jac, COMPILE)
+    compiled = fast is not None and COMPILE
+    if fast is None and engine != "sympy":  # the numpy walk reads SymPy trees
+        sbuilt = symbolic.build(program, problem.shapes)
+        fast = fast_side(sp, sbuilt, symbolic.jacobian(sbuilt.exprs, sbuilt.symbols), False)
+        compiled = False
+    elif fast is None:
+        fast = fast_side(sp, built, jac, False)
+        compiled = False
+    return SymbolicSide(fast, compiled and fast is not None, exact)
 
 
 def torch_side(
@@ -433,7 +458,7 @@ class _Entry:
 
     chunk: Chunk
     at_child: bool = False  # submitted to the side process
-    sym: np.ndarray | None = None  # V^T J from the symbolic side
+    sym: Any = None  # V^T J from the symbolic side's fast path (numeric.Evaluated)
     tor: tuple[np.ndarray, np.ndarray] | None = None  # (V^T J, output values) from torch
 
 
@@ -499,7 +524,7 @@ def run_chunks(
         nonlocal here
         todo = [e for e in queue if e.sym is None]
         if todo:
-            todo[0].sym = sym_vjp(todo[0].chunk[1], todo[0].chunk[2])
+            todo[0].sym = sym_fast(todo[0].chunk[1], todo[0].chunk[2])
             return True
         if read_ahead() is not None:
             return True
@@ -511,8 +536,9 @@ def run_chunks(
         return False
 
     try:
-        sym_vjp, compiled = symbolic_side(program, problem)  # ... while this is built
-        summary = Summary(compiled=compiled)
+        reference = symbolic_side(program, problem)  # ... while this is built
+        sym_fast = _fast_or_nothing(reference)
+        summary = Summary(compiled=reference.compiled)
         first_done: float | None = None
         first_points = 0
         while queue:
@@ -521,7 +547,7 @@ def run_chunks(
             head = queue[0]
             lines, X, V = head.chunk
             if head.sym is None:
-                head.sym = sym_vjp(X, V)
+                head.sym = sym_fast(X, V)
             if head.at_child:
                 assert helper is not None
                 while not helper.ready() and meanwhile():
@@ -531,9 +557,9 @@ def run_chunks(
                 head.tor = tor_vjp(X, V)
                 here += 1
             queue.popleft()
-            tor, values = head.tor
-            sides = Sides(lines, X, V, head.sym, tor)
-            if not _judge(summary, problem, sides, values, write):
+            tor, _ = head.tor
+            sides = _certify(summary, problem, reference, lines, X, V, head.sym, tor)
+            if not _judge(summary, problem, sides, write):
                 break
             if progress is not None:
                 progress(summary.points)
@@ -561,58 +587,118 @@ class Sides(NamedTuple):
     lines: Sequence[int]  # input line numbers
     X: np.ndarray  # points x variables
     V: np.ndarray  # points x outputs: each point's v
-    sym: np.ndarray  # points x variables: V^T J from the symbolic side
+    sym: np.ndarray  # points x variables: the reference V^T J (+-inf where beyond float64)
     tor: np.ndarray  # points x variables: the leaves' .grad after y.backward(V)
+    exact: np.ndarray | None = None  # per point: True where the 30-digit path computed sym
+    beyond: dict[int, dict[Any, str]] | None = None  # point -> entries beyond float64
+
+
+KAPPA = 1e-3  # a fast value is kept when its error bound is below this share of the tolerance
+
+
+def _fast_or_nothing(reference: SymbolicSide) -> Callable[[np.ndarray, np.ndarray], Any]:
+    if reference.fast is not None:
+        return reference.fast
+    from . import numeric
+
+    def nothing(X: np.ndarray, V: np.ndarray) -> Any:
+        shape = (len(X), X.shape[1])
+        return numeric.Evaluated(np.full(shape, np.nan), np.full(shape, np.inf),
+                                 np.full(len(X), numeric.UNSURE))  # fmt: skip
+
+    return nothing
+
+
+def _certify(
+    summary: Summary,
+    problem: Problem,
+    reference: SymbolicSide,
+    lines: Sequence[int],
+    X: np.ndarray,
+    V: np.ndarray,
+    fast: Any,
+    tor: np.ndarray,
+) -> Sides:
+    """The reference for each point of a chunk: the fast value where its error bound is a
+    small share of the tolerance (KAPPA) and cannot change the verdict, NaN where a domain
+    condition certainly fails, and the single-point 30-digit reference everywhere else."""
+    from . import numeric
+
+    G, R, state = fast
+    with np.errstate(all="ignore"):
+        tol = problem.atol + problem.rtol * np.abs(G)
+        small = (R <= KAPPA * tol).all(axis=1)
+        # a difference within the error bound of the tolerance could go either way
+        edge = (np.abs(np.abs(tor - G) - tol) <= R * (1 + problem.rtol) + 1e-300).any(axis=1)
+    keep = (state == numeric.CERTAIN) & small & ~edge
+    sym = np.where((state == numeric.UNDEFINED)[:, None], np.nan, G)
+    redo = np.flatnonzero(~keep & (state != numeric.UNDEFINED))
+    exact = np.zeros(len(lines), dtype=bool)
+    beyond: dict[int, dict[Any, str]] = {}
+    for k in redo:
+        values, big = reference.exact(X[k], V[k])
+        sym[k] = values
+        exact[k] = True
+        if big:
+            beyond[int(k)] = big
+    summary.exact += len(redo)
+    return Sides(lines, X, V, sym, tor, exact, beyond)
 
 
 def _judge(
     summary: Summary,
     problem: Problem,
     sides: Sides,
-    values: np.ndarray,
     write: Callable[[bytes], None] | None,
 ) -> bool:
     """Compare a chunk's two sides, count it into `summary` and write its lines; False when
-    the reader has gone away. `values`: the outputs' values from torch."""
+    the reader has gone away. The verdicts are compare.compare's, point by point: an entry
+    whose reference is a number (within float64 or beyond it) disagrees unless torch is
+    finite and close; one whose reference is NaN or +-inf (undefined there) is undefined."""
     lines, sym, tor = sides.lines, sides.sym, sides.tor
-    finite = (
-        np.isfinite(sym).all(axis=1)
-        & np.isfinite(tor).all(axis=1)
-        & np.isfinite(values).all(axis=1)
-    )
-    both = np.isfinite(sym) & np.isfinite(tor)
-    with np.errstate(all="ignore"):  # NaN and inf entries are judged by `finite`
-        diff = np.where(both, np.abs(tor - sym), 0.0).max(axis=1)
-        close = (np.abs(tor - sym) <= problem.atol + problem.rtol * np.abs(sym)).all(axis=1)
-    agree = finite & close
+    big = np.zeros(sym.shape, dtype=bool)
+    for k, entries in (sides.beyond or {}).items():
+        for (j,) in entries:
+            big[k, j] = True
+    defined = np.isfinite(sym)
+    with np.errstate(all="ignore"):  # NaN and inf entries are judged by `defined`
+        gap = np.where(defined, np.abs(tor - sym), 0.0)
+        gap = np.where(defined & ~np.isfinite(tor), np.inf, gap)
+        gap = np.where(big, np.inf, gap)
+        close = gap <= problem.atol + problem.rtol * np.abs(np.where(defined, sym, 0.0))
+    wrong = ((defined | big) & ~close).any(axis=1)
+    undefined = (~defined & ~big).any(axis=1) & ~wrong
+    agree = ~wrong & ~undefined
+    diff = gap.max(axis=1) if gap.shape[1] else np.zeros(len(lines))
     summary.agree += int(agree.sum())
-    summary.undefined += int((~finite).sum())
-    summary.disagree += int((finite & ~close).sum())
+    summary.undefined += int(undefined.sum())
+    summary.disagree += int(wrong.sum())
     summary.points += len(lines)
-    if finite.any():
-        k = int(np.argmax(np.where(finite, diff, -1.0)))
+    finite_diff = np.isfinite(diff)
+    if finite_diff.any():
+        k = int(np.argmax(np.where(finite_diff, diff, -1.0)))
         if diff[k] >= summary.worst:
             summary.worst, summary.worst_line = float(diff[k]), lines[k]
     if write is None:
         return True
+    status = np.where(agree, "agree", np.where(wrong, "disagree", "undefined"))
     try:
-        write(_format_lines(problem, sides, diff, agree, finite))
+        write(_format_lines(problem, sides, diff, status))
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         summary.truncated = True
         return False
     return True
 
 
-def _format_lines(
-    problem: Problem, sides: Sides, diff: np.ndarray, agree: np.ndarray, finite: np.ndarray
-) -> bytes:
+def _format_lines(problem: Problem, sides: Sides, diff: np.ndarray, status: np.ndarray) -> bytes:
     """A chunk's JSON lines, joined by newlines: what `_line` gives, but the numbers of the
     whole chunk are formatted at once by orjson (shortest round-trip digits, as float repr
     has them; Python's repr costs about 0.4 us a number, 17 us a line here). Rows with a
     NaN or an infinity among the results go through `_line`, which writes them as strings."""
     import orjson
 
-    lines, X, V, sym, tor = sides
+    lines, X, V, sym, tor = sides[:5]
+    exact = sides.exact if sides.exact is not None else np.zeros(len(lines), dtype=bool)
 
     def columns(a: np.ndarray) -> list[bytes]:  # per row, its numbers joined by commas
         text = orjson.dumps(np.ascontiguousarray(a, dtype=np.float64),
@@ -627,24 +713,28 @@ def _format_lines(
     point = b",".join(b"%s:%%s" % json.dumps(name).encode() for name in problem.variables)
     template = (
         b'{"line":%d,"point":{' + point + b'},"vjp":{"v":[%s],"sympy":[%s],"torch":[%s],'
-        b'"max_abs_diff":%s,"agree":%s,"status":"%s"},"agree":%s}'
+        b'"max_abs_diff":%s,"agree":%s,"status":"%s","reference":"%s"},"agree":%s}'
     )
     plain = np.isfinite(sym).all(axis=1) & np.isfinite(tor).all(axis=1) & np.isfinite(diff)
-    status = np.where(agree, "agree", np.where(finite, "disagree", "undefined"))
-    flags = [b"true" if a else b"false" for a in agree.tolist()]
+    flags = [b"true" if st == "agree" else b"false" for st in status.tolist()]
+    kinds = [REFERENCE[bool(e)].encode() for e in exact.tolist()]
     # json_number writes zeros as 0.0: -0.0 + 0.0 is +0.0
     rows = zip(lines, *[values(X[:, j]) for j in range(X.shape[1])], columns(V),
                columns(sym + 0.0), columns(tor + 0.0), values(diff + 0.0), flags,
-               [st.encode() for st in status.tolist()], flags, strict=True)  # fmt: skip
+               [st.encode() for st in status.tolist()], kinds, flags, strict=True)  # fmt: skip
     out = []
+    beyond = sides.beyond or {}
     for k, row in enumerate(rows):
         if plain[k]:
             out.append(template % row)
         else:
             line = _line(lines[k], problem, X[k], V[k], sym[k], tor[k], float(diff[k]),
-                         str(status[k]))  # fmt: skip
+                         str(status[k]), bool(exact[k]), beyond.get(k, {}))  # fmt: skip
             out.append(line.encode())
     return b"\n".join(out)
+
+
+REFERENCE = {False: "compiled, certified", True: "30-digit"}  # the "reference" of a line
 
 
 def _line(
@@ -656,21 +746,28 @@ def _line(
     tor: np.ndarray,
     diff: float,
     status: str,
+    exact: bool = False,
+    beyond: dict[Any, str] | None = None,
 ) -> str:
-    return json.dumps(
+    import orjson
+
+    from .render import exact_values
+
+    ref = exact_values([float(t) for t in sym], beyond or {})
+    # orjson, as for the plain rows, so that every line writes its numbers the same way
+    return orjson.dumps(
         {
             "line": line,
             "point": {name: float(val) for name, val in zip(problem.variables, x, strict=True)},
             "vjp": {
                 "v": [float(t) for t in v],
-                "sympy": [json_number(t) for t in sym],
+                "sympy": [json_number(t) for t in ref],
                 "torch": [json_number(t) for t in tor],
                 "max_abs_diff": json_number(diff),
                 "agree": status == "agree",
                 "status": status,
+                "reference": REFERENCE[exact],
             },
             "agree": status == "agree",
-        },
-        allow_nan=False,
-        separators=(",", ":"),
-    )
+        }
+    ).decode()

@@ -1,21 +1,25 @@
-"""The symbolic Jacobian -> numbers at many points: the symbolic side of --points.
+"""The symbolic Jacobian -> numbers at many points: the fast symbolic side of --points.
 
-Two ways, both from the expression trees SymPy (or SymEngine) built, never from text:
-- `compile_vjp`: v^T J as one function of (x, v), compiled to machine code by SymEngine's
-  LLVM backend (`symengine.Lambdify`, common sub-expressions shared), called once per chunk
-  of points; when SymEngine, its LLVM backend or one of the functions is missing, None.
-- `evaluate`: a walk over one entry's tree where each node type maps to a numpy operation,
-  so one call evaluates it at every point of a batch at once, in float64 (the fallback).
+`certified_vjp` builds v^T J as one function of (x, v) together with a bound on its float64
+error and the boundary conditions of every operation (errorbound.py), and evaluates them
+for a whole chunk of points at once: compiled to machine code by SymEngine's LLVM backend
+(`symengine.Lambdify`, common sub-expressions shared), or, where that cannot be done
+(SymEngine without LLVM, relu's Heaviside derivative), by `evaluate`, a walk over the trees
+where each node type maps to a numpy operation. Each point comes back CERTAIN (its value is
+within the bound of the exact one), UNDEFINED (the point is certainly outside a real domain)
+or UNSURE (the caller evaluates it exactly, at 30 digits). Both read expression trees that
+SymPy or SymEngine built, never text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sympy as sp
 
+from . import errorbound
 from .model import EngineError
 
 _FUNCS: dict[type, Callable[..., np.ndarray]] = {
@@ -25,11 +29,98 @@ _FUNCS: dict[type, Callable[..., np.ndarray]] = {
 }  # fmt: skip
 
 
-def compile_vjp(
-    jac: Sequence[dict[int, Any]], symbols: Sequence[Any]
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """G = V^T J per point, as a compiled function of X (points x variables) and V (points x
-    outputs), or None where it cannot be compiled."""
+class Evaluated(NamedTuple):
+    """The symbolic side of a chunk: v^T J in float64 with a bound on its error, and what
+    the boundary conditions say about each point."""
+
+    G: np.ndarray  # points x variables: v^T J, evaluated in float64
+    R: np.ndarray  # points x variables: a bound on |G - exact v^T J| (SAFETY included)
+    state: np.ndarray  # per point: CERTAIN (every margin clear), UNDEFINED, or UNSURE
+
+
+CERTAIN, UNDEFINED, UNSURE = 0, 1, 2
+
+
+def certified_vjp(
+    jac: Sequence[dict[int, Any]],
+    symbols: Sequence[Any],
+    lib: Any,
+    domain: Sequence[errorbound.Margin],
+    compile: bool = True,
+) -> Callable[[np.ndarray, np.ndarray], Evaluated] | None:
+    """V^T J per point with its error bound, as a function of X (points x variables) and V
+    (points x outputs): compiled by SymEngine's LLVM backend where it can be (`lib` is
+    symengine), else a numpy walk of the same expressions (`lib` is sympy). None where an
+    expression has no error bound here; the caller then takes the exact path."""
+    vs = [lib.Symbol(f"v:{i}") for i in range(len(jac))]  # no variable can have this name
+    columns: list[list[Any]] = [[] for _ in symbols]
+    for i, row in enumerate(jac):
+        for j, entry in row.items():
+            _tree(entry)  # `v * text` would have SymPy parse the text: trees only
+            columns[j].append(vs[i] * entry)
+    g = [lib.Add(*terms) if terms else lib.Integer(0) for terms in columns]
+    bounds = errorbound.Bounds(lib)
+    try:
+        r = [errorbound.SAFETY * bounds.radius(e) for e in g]
+    except errorbound.Uncertifiable:
+        return None
+    margins = list(domain) + bounds.margins
+    parts = errorbound.flatten(margins)
+    outputs = g + r + [x for pair in parts for x in pair]
+    n = len(symbols)
+    evaluate_all = _compiled(outputs, list(symbols) + vs) if compile else None
+    if evaluate_all is None:
+        if lib.__name__ != "sympy":
+            return None  # the numpy walk reads SymPy trees
+        evaluate_all = _walk(outputs, list(symbols) + vs)
+
+    def side(X: np.ndarray, V: np.ndarray) -> Evaluated:
+        out = evaluate_all(np.hstack([X, V]))
+        G, R = out[:, :n], out[:, n : 2 * n]
+        values = out[:, 2 * n :]
+        state = _classify(margins, values, len(X))
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(G).all(axis=1) & np.isfinite(R).all(axis=1)
+        state = np.where((state == CERTAIN) & ~finite, UNSURE, state)
+        return Evaluated(G, R, state)
+
+    return side
+
+
+def _classify(margins: Sequence[errorbound.Margin], values: np.ndarray, size: int) -> np.ndarray:
+    """Per point: UNDEFINED where a domain margin is certainly violated, else UNSURE where
+    some margin is within its radius of the boundary (or not finite), else CERTAIN."""
+    ok = np.ones(size, dtype=bool)
+    bad = np.zeros(size, dtype=bool)
+    k = 0
+    s = errorbound.SAFETY
+    with np.errstate(invalid="ignore"):
+        for m in margins:
+            cols = []
+            for _ in m.parts:
+                cols.append((values[:, k], s * np.abs(values[:, k + 1])))
+                k += 2
+            (a, ra) = cols[0]
+            if m.kind == "pos":
+                good, wrong = a - ra > 0, a + ra <= 0
+            elif m.kind == "nonneg":
+                good, wrong = a - ra >= 0, a + ra < 0
+            elif m.kind == "nonzero":
+                good, wrong = np.abs(a) - ra > 0, (a == 0) & (ra == 0)
+            elif m.kind == "atan2":
+                (x, rx) = cols[1]
+                good = (np.abs(a) - ra > 0) | (x - rx > 0)
+                wrong = (a == 0) & (ra == 0) & (x + rx <= 0)
+            else:  # "kink" (derivatives) and "base" (a power with a variable exponent)
+                good, wrong = np.abs(a) - ra > 0 if m.kind == "kink" else a - ra > 0, None
+            if wrong is not None and m.domain:
+                bad |= wrong
+            ok &= good
+    return np.where(bad, UNDEFINED, np.where(ok, CERTAIN, UNSURE))
+
+
+def _compiled(outputs: list[Any], args: list[Any]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """`outputs` as one compiled function of the columns of a matrix, or None."""
     try:
         import symengine as se
     except ImportError:
@@ -37,34 +128,50 @@ def compile_vjp(
     if not getattr(se, "have_llvm", False):
         return None
     try:
-        xs = [se.Symbol(str(s)) for s in symbols]
-        # names no variable can have, so v never captures a variable
-        vs = [se.Symbol(f"v:{i}") for i in range(len(jac))]
-        columns: list[list[Any]] = [[] for _ in symbols]
-        for i, row in enumerate(jac):
-            for j, entry in row.items():
-                # a SymEngine tree is used as it is; a SymPy tree is converted structurally
-                # by sympify, which is handed nothing else (text would be parsed)
-                if not isinstance(entry, se.Basic):
-                    if not isinstance(entry, sp.Basic):
-                        raise TypeError(f"not an expression tree: {type(entry).__name__}")
-                    entry = se.sympify(entry)
-                columns[j].append(vs[i] * entry)
-        g = [se.Add(*terms) if terms else se.Integer(0) for terms in columns]
-        f = se.Lambdify(xs + vs, g, backend="llvm", cse=True)
+        converted = [o if isinstance(o, se.Basic) else se.sympify(_tree(o)) for o in outputs]
+        # (sympify converts a SymPy tree structurally here; _tree refused anything else)
+        f = se.Lambdify(args if isinstance(args[0], se.Basic) else [se.sympify(_tree(a))
+                        for a in args], converted, backend="llvm", cse=True)  # fmt: skip
     except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
         return None  # a function or constant (Heaviside, complex infinity) LLVM cannot take
+    width = len(outputs)
 
-    def vjp(X: np.ndarray, V: np.ndarray) -> np.ndarray:
-        out = f(np.ascontiguousarray(np.hstack([X, V]), dtype=np.float64))
-        return np.asarray(out, dtype=np.float64).reshape(len(X), len(xs))
+    def run(XV: np.ndarray) -> np.ndarray:
+        out = f(np.ascontiguousarray(XV, dtype=np.float64))
+        return np.asarray(out, dtype=np.float64).reshape(len(XV), width)
 
-    return vjp
+    return run
 
 
-def evaluate(expr: Any, env: dict[Any, np.ndarray], size: int) -> np.ndarray:
-    """`expr` at every point of a batch: `env` maps each symbol to an array of `size` values."""
-    memo: dict[Any, Any] = {}
+def _tree(e: Any) -> Any:
+    """`e` if it is a SymPy or SymEngine expression tree; anything else (text, which sympify
+    or an arithmetic operator would parse) is refused."""
+    if isinstance(e, sp.Basic):
+        return e
+    try:
+        import symengine as se
+    except ImportError:
+        se = None
+    if se is not None and isinstance(e, se.Basic):
+        return e
+    raise TypeError(f"not an expression tree: {type(e).__name__}")
+
+
+def _walk(outputs: list[Any], args: list[Any]) -> Callable[[np.ndarray], np.ndarray]:
+    def run(XV: np.ndarray) -> np.ndarray:
+        env = {s: XV[:, j] for j, s in enumerate(args)}
+        memo: dict[Any, Any] = {}
+        return np.stack([evaluate(o, env, len(XV), memo) for o in outputs], axis=1)
+
+    return run
+
+
+def evaluate(
+    expr: Any, env: dict[Any, np.ndarray], size: int, memo: dict[Any, Any] | None = None
+) -> np.ndarray:
+    """`expr` at every point of a batch: `env` maps each symbol to an array of `size` values;
+    `memo`, shared between calls, evaluates a sub-expression common to several once."""
+    memo = {} if memo is None else memo
 
     def ev(e: Any) -> Any:
         if e in memo:
