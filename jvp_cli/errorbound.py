@@ -1,22 +1,22 @@
 """Error bounds for float64 evaluation: how far a float64 value of an expression can be from
 the exact value, as another expression, so that fast float64 code can certify its own result.
 
-`Bounds.radius(e)` turns a SymPy or SymEngine expression into an expression for an upper
-bound r on |fl(e) - e|, where fl(e) is e evaluated in float64 (compiled or by numpy) at a
-point whose coordinates are exact float64 numbers. It is running error analysis (Higham,
-"Accuracy and Stability of Numerical Algorithms", ch. 3) written as midpoint-radius
-arithmetic: every operation adds its own rounding (a few units in the last place of its
-result) to the radii of its arguments, propagated by a bound on the local derivative.
-It is first order in the radii: a caller certifies a value only when the bound is a small
-fraction of the tolerance, and doubles it (see `SAFETY`), where second-order terms are far
-below the first.
+`Bounds.bound(e)` gives, for a SymPy or SymEngine expression e, a magnitude expression A(e)
+and a count d(e) of roundings such that |fl(e) - e| <= d(e) * u * A(e), where fl(e) is e
+evaluated in float64 (compiled or by numpy) at a point whose coordinates are exact float64
+numbers and u = 2**-53. These are the classical a-priori bounds of rounding error analysis
+(Higham, "Accuracy and Stability of Numerical Algorithms", ch. 3: gamma_n times the
+expression evaluated on magnitudes), with each elementary function adding |f'| * A of its
+argument and a few units in the last place of its own. They are first order in u: a caller
+certifies a value only when the bound is a small fraction of the tolerance, and doubles it
+(`SAFETY`), where second-order terms are far below the first.
 
 Operations that are only defined, or only continuous, on one side of a boundary (log of a
 positive number, a denominator that is not zero, a kink of Heaviside) record a *margin*:
-the boundary's distance as (value, radius) expressions. A point is certified only where
-every margin is farther from its boundary than its radius, so that float64 rounding cannot
-have moved the point across it; `domain_margins` collects them from the parse tree as the
-user wrote it, before SymPy folds anything away (log(x)**0 is still log(x) there).
+the expressions the condition reads, with their own bounds. A point is certified only where
+every margin is farther from its boundary than its error bound, so that float64 rounding
+cannot have moved the point across it; `domain_margins` collects them from the parse tree as
+the user wrote it, before SymPy folds anything away (log(x)**0 is still log(x) there).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 from . import lang
 
 U = 2.0**-53  # unit roundoff of float64
-FUNC_ULPS = 8 * U  # libm and numpy's SIMD functions: within 4 ulp (2 ulp = 4U)
+FUNC_ROUNDINGS = 8  # libm's and numpy's functions: within 4 ulp, that is 8 u of the result
 SAFETY = 2.0  # the first-order bound is doubled before it is used
 EXACT_INT = 2**53  # integers below this are exact in float64
 MAX_COMPILED_EXPONENT = 2**31 - 1  # LLVM's powi takes a 32-bit exponent: larger ones wrap
@@ -44,23 +44,33 @@ class Margin:
 
     kind: "pos" (value > 0), "nonneg" (>= 0), "nonzero", "atan2" (y, x: off the origin and
     the branch cut y = 0, x < 0), "kink" (a discontinuity at 0: Heaviside, sign).
-    `parts` are (value, radius) expression pairs; `node` is the parse-tree node for the
+    `parts` are (value, magnitude, roundings) of each expression the condition reads: its
+    float64 value is within roundings * u * magnitude of the exact one; `node` is the
+    parse-tree node for the
     domain margins (None for margins of a derivative's expression); `domain` says whether a
     certain violation makes the point undefined (parse tree) or only sends it to the exact
     path (derivative expressions, where SymPy's algebra may have introduced it)."""
 
     kind: str
-    parts: tuple[tuple[Any, Any], ...]
+    parts: tuple[tuple[Any, Any, int], ...]
     node: lang.Node | None = None
     domain: bool = False
 
 
 class Bounds:
-    """Radius expressions over one expression library (the sympy or symengine module)."""
+    """Error bounds over one expression library (the sympy or symengine module).
+
+    Each expression e gets a magnitude expression A(e) >= |e| and an integer d(e) such that,
+    to first order in the unit roundoff u, |fl(e) - e| <= d(e) * u * A(e) (Higham's gamma_n
+    bounds: for sums and products A replaces every value by its magnitude, and d counts the
+    roundings on the way; a function f adds |f'| * A(argument) to A and its own few ulps to
+    d). A costs about as much to evaluate as e itself, without its transcendental calls
+    (compiled with e, they share them), where a bound carried node by node would cost
+    several times more."""
 
     def __init__(self, lib: Any) -> None:
         self.lib = lib
-        self.memo: dict[Any, Any] = {}
+        self.memo: dict[Any, tuple[Any, int]] = {}
         self.margins: list[Margin] = []
         self._seen: set[tuple[str, Any]] = set()
 
@@ -68,45 +78,49 @@ class Bounds:
         key = (kind, exprs)
         if key in self._seen:
             return
+        if all(x.is_Number for x in exprs) and _holds(kind, [float(x) for x in exprs]):
+            return
         self._seen.add(key)
-        self.margins.append(Margin(kind, tuple((e, self.radius(e)) for e in exprs)))
+        self.margins.append(Margin(kind, tuple(self.part(e) for e in exprs)))
 
-    def _abs(self, e: Any) -> Any:
-        return self.lib.Abs(e)
+    def part(self, e: Any) -> tuple[Any, Any, int]:
+        """(value, magnitude, roundings) of a margin's expression."""
+        mag, d = self.bound(e)
+        return e, mag, d
 
     def radius(self, e: Any) -> Any:
-        """A bound on |fl(e) - e| as an expression (0 where float64 evaluates e exactly)."""
-        memo = self.memo
-        hit = memo.get(e)
+        """A first-order bound on |fl(e) - e| as one expression (for tests and the
+        single-expression case): d(e) * u * A(e)."""
+        mag, d = self.bound(e)
+        return d * U * mag
+
+    def bound(self, e: Any) -> tuple[Any, int]:
+        """(A(e), d(e)): |fl(e) - e| <= d(e) * u * A(e), to first order."""
+        hit = self.memo.get(e)
         if hit is not None:
             return hit
-        r = self._radius(e)
-        memo[e] = r
-        return r
+        out = self._bound(e)
+        self.memo[e] = out
+        return out
 
-    def _radius(self, e: Any) -> Any:
+    def _bound(self, e: Any) -> tuple[Any, int]:  # noqa: C901 - one case per kind of node
         lib = self.lib
         if e.is_Symbol:
-            return lib.Integer(0)  # a coordinate of the point or of v: exact float64s
+            return lib.Abs(e), 0  # a coordinate of the point or of v: an exact float64
         if e.is_Number or _name(e) in ("Pi", "Exp1", "pi", "E", "NumberSymbol"):
-            return self._constant(e)
+            value = float(e)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise Uncertifiable("non-finite constant")
+            exact = e.is_Integer and abs(int(e)) <= EXACT_INT
+            return lib.Float(abs(value)) if not e.is_Integer else lib.Integer(abs(int(e))), (
+                0 if exact else 1
+            )
         if e.is_Add:
-            args = e.args
-            rs = [self.radius(a) for a in args]
-            rounding = (len(args) - 1) * U * lib.Add(*[self._abs(a) for a in args])
-            return lib.Add(*rs) + rounding
+            parts = [self.bound(a) for a in e.args]
+            return lib.Add(*[m for m, _ in parts]), max(d for _, d in parts) + len(parts) - 1
         if e.is_Mul:
-            args = list(e.args)
-            rs = [self.radius(a) for a in args]
-            terms = []
-            for i, r in enumerate(rs):
-                if r == 0:
-                    continue
-                others = lib.Mul(*(args[:i] + args[i + 1 :]))
-                terms.append(r * self._abs(others))
-            inexact = sum(1 for a in args if not _exact_number(a))
-            rounding = max(len(args) - 1, 0) if inexact else 0
-            return lib.Add(*terms) + rounding * U * self._abs(e)
+            parts = [self.bound(a) for a in e.args]
+            return lib.Mul(*[m for m, _ in parts]), sum(d for _, d in parts) + len(parts) - 1
         if e.is_Pow:
             base, p = e.args
             if _name(base) in ("Exp1", "E"):  # SymEngine writes exp(a) as E**a
@@ -118,73 +132,78 @@ class Bounds:
             return self._exp(e, args[0])
         if name in ("Heaviside", "sign"):
             self._margin("kink", args[0])
-            return lib.Integer(0)
+            return lib.Abs(e), 0  # exact away from the kink, which the margin keeps away
         if name in ("Max", "Min"):
-            return lib.Add(*[self.radius(a) for a in args])
+            parts = [self.bound(a) for a in args]
+            return lib.Max(*[m for m, _ in parts]), max(d for _, d in parts)
         if name == "atan2":
             y, x = args
             self._margin("atan2", y, x)
-            ry, rx = self.radius(y), self.radius(x)
-            prop = (self._abs(x) * ry + self._abs(y) * rx) / (x**2 + y**2)
-            return prop + FUNC_ULPS * self._abs(e)
+            (my, dy), (mx, dx) = self.bound(y), self.bound(x)
+            slope = (lib.Abs(x) * my + lib.Abs(y) * mx) / (x**2 + y**2)
+            return slope + lib.Abs(e), max(dy, dx, FUNC_ROUNDINGS)
         if len(args) != 1:
             raise Uncertifiable(name)
         a = args[0]
-        ra = self.radius(a)
-        own = FUNC_ULPS * self._abs(e)
+        ma, da = self.bound(a)
         if name == "log":
             self._margin("pos", a)
-            return ra / self._abs(a) + own
-        if name in ("sin", "cos", "atan", "tanh"):
-            return ra + own  # |f'| <= 1
-        if name == "tan":
-            return (1 + e**2) * ra + own
-        if name in ("asin", "acos"):
+            slope: Any = ma / lib.Abs(a)
+        elif name in ("sin", "cos", "atan", "tanh"):
+            slope = ma  # |f'| <= 1
+        elif name == "tan":
+            slope = (1 + e**2) * ma
+        elif name in ("asin", "acos"):
             self._margin("nonneg", 1 - a)
             self._margin("nonneg", 1 + a)
-            return ra / lib.sqrt(1 - a**2) + own
-        if name in ("sinh", "cosh"):
-            return lib.cosh(a) * ra + own
-        if name == "Abs":
-            return ra
-        raise Uncertifiable(name)
+            slope = ma / lib.sqrt(1 - a**2)
+        elif name in ("sinh", "cosh"):
+            slope = lib.cosh(a) * ma
+        elif name == "Abs":
+            return ma, da
+        else:
+            raise Uncertifiable(name)
+        return slope + lib.Abs(e), max(da, FUNC_ROUNDINGS)
 
-    def _constant(self, e: Any) -> Any:
+    def _exp(self, e: Any, a: Any) -> tuple[Any, int]:
+        ma, da = self.bound(a)
+        return e * (ma + 1), max(da, FUNC_ROUNDINGS)  # exp(a) > 0: |f'| A = e A(a)
+
+    def _pow(self, e: Any, base: Any, p: Any) -> tuple[Any, int]:
         lib = self.lib
-        if e.is_Integer and abs(int(e)) <= EXACT_INT:
-            return lib.Integer(0)
-        value = float(e)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise Uncertifiable("non-finite constant")
-        return lib.Float(U * abs(value)) if value else lib.Integer(0)
-
-    def _exp(self, e: Any, a: Any) -> Any:
-        return e * (self.radius(a) + FUNC_ULPS)  # exp(a) > 0
-
-    def _pow(self, e: Any, base: Any, p: Any) -> Any:
-        lib = self.lib
-        rb = self.radius(base)
+        mb, db = self.bound(base)
         if p.is_Integer:
             n = int(p)
             if abs(n) > MAX_COMPILED_EXPONENT:
                 raise Uncertifiable("exponent beyond 32 bits")
-            if n < 0:
-                self._margin("nonzero", base)
-            own = (abs(n) + 1) * U * self._abs(e)
-            if rb == 0:
-                return own
-            return abs(n) * self._abs(base ** (n - 1)) * rb + own
+            k = abs(n)
+            rounds = k * db + k + 1  # powi: at most k - 1 products; libm pow: under 1 ulp
+            if n > 0:
+                return mb**k, rounds
+            self._margin("nonzero", base)
+            # 1/y with y = base**k: |err| <= err_y/y**2 + u/|y|, so A = A(y)/y**2
+            return mb**k / base ** (2 * k), rounds + 1
         if p.is_Number:  # a rational or float exponent: a root
             q = float(p)
             self._margin("nonneg" if q > 0 else "pos", base)
-            own = FUNC_ULPS * self._abs(e)
-            if rb == 0:
-                return own
-            return abs(q) * self._abs(base ** (p - 1)) * rb + own
+            slope = abs(q) * lib.Abs(base ** (p - 1)) * mb
+            return slope + lib.Abs(e), max(db, FUNC_ROUNDINGS)
         self._margin("pos", base)  # base**p = exp(p*log(base))
-        rp = self.radius(p)
-        prop = self._abs(e) * (self._abs(p / base) * rb + self._abs(lib.log(base)) * rp)
-        return prop + FUNC_ULPS * self._abs(e)
+        mp_, dp = self.bound(p)
+        slope = lib.Abs(e) * (lib.Abs(p / base) * mb + lib.Abs(lib.log(base)) * mp_)
+        return slope + lib.Abs(e), max(db, dp, FUNC_ROUNDINGS)
+
+
+def _holds(kind: str, values: list[float]) -> bool:
+    """Whether a margin's condition holds for these constant values."""
+    a = values[0]
+    if kind in ("pos", "base"):
+        return a > 0
+    if kind == "nonneg":
+        return a >= 0
+    if kind in ("nonzero", "kink"):
+        return a != 0
+    return a != 0 or values[1] > 0  # atan2
 
 
 def _name(e: Any) -> str:
@@ -210,8 +229,15 @@ def domain_margins(program: lang.Program, bounds: Bounds, env: dict[str, Any]) -
     names: dict[str, Any] = dict(env)
     found: list[Margin] = []
 
+    seen: set[tuple[str, tuple[Any, ...]]] = set()
+
     def add(kind: str, node: lang.Node, *exprs: Any) -> None:
-        found.append(Margin(kind, tuple((x, bounds.radius(x)) for x in exprs), node, True))
+        if all(x.is_Number for x in exprs) and _holds(kind, [float(x) for x in exprs]):
+            return  # x/10: a condition on constants alone, and it holds
+        if (kind, exprs) in seen:
+            return
+        seen.add((kind, exprs))
+        found.append(Margin(kind, tuple(bounds.part(x) for x in exprs), node, True))
 
     def leaf(n: lang.Node) -> Any:
         if isinstance(n, lang.Name):
@@ -266,7 +292,7 @@ def domain_margins(program: lang.Program, bounds: Bounds, env: dict[str, Any]) -
     return found
 
 
-def flatten(margins: Sequence[Margin]) -> list[tuple[Any, Any]]:
-    """Every (value, radius) pair of the margins, in order (what a compiled function
-    outputs after the values and their radii)."""
+def flatten(margins: Sequence[Margin]) -> list[tuple[Any, Any, int]]:
+    """Every (value, magnitude, roundings) of the margins, in order (a compiled function
+    outputs the values and magnitudes after v^T J's own)."""
     return [part for m in margins for part in m.parts]

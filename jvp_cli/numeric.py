@@ -61,13 +61,16 @@ def certified_vjp(
     g = [lib.Add(*terms) if terms else lib.Integer(0) for terms in columns]
     bounds = errorbound.Bounds(lib)
     try:
-        r = [errorbound.SAFETY * bounds.radius(e) for e in g]
+        parts = [bounds.bound(e) for e in g]
     except errorbound.Uncertifiable:
         return None
     margins = list(domain) + bounds.margins
-    parts = errorbound.flatten(margins)
-    outputs = g + r + [x for pair in parts for x in pair]
+    checks = errorbound.flatten(margins)
+    outputs = g + [m for m, _ in parts] + [x for v, m, _ in checks for x in (v, m)]
     n = len(symbols)
+    scale = errorbound.SAFETY * errorbound.U
+    g_rounds = scale * np.array([d for _, d in parts], dtype=np.float64)
+    m_rounds = scale * np.array([d for _, _, d in checks], dtype=np.float64)
     evaluate_all = _compiled(outputs, list(symbols) + vs) if compile else None
     if evaluate_all is None:
         if lib.__name__ != "sympy":
@@ -76,9 +79,12 @@ def certified_vjp(
 
     def side(X: np.ndarray, V: np.ndarray) -> Evaluated:
         out = evaluate_all(np.hstack([X, V]))
-        G, R = out[:, :n], out[:, n : 2 * n]
-        values = out[:, 2 * n :]
-        state = _classify(margins, values, len(X))
+        G = out[:, :n]
+        with np.errstate(all="ignore"):
+            R = out[:, n : 2 * n] * g_rounds
+            values = out[:, 2 * n :: 2]
+            radii = out[:, 2 * n + 1 :: 2] * m_rounds
+        state = _classify(margins, values, radii, len(X))
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(G).all(axis=1) & np.isfinite(R).all(axis=1)
         state = np.where((state == CERTAIN) & ~finite, UNSURE, state)
@@ -87,19 +93,20 @@ def certified_vjp(
     return side
 
 
-def _classify(margins: Sequence[errorbound.Margin], values: np.ndarray, size: int) -> np.ndarray:
+def _classify(
+    margins: Sequence[errorbound.Margin], values: np.ndarray, radii: np.ndarray, size: int
+) -> np.ndarray:
     """Per point: UNDEFINED where a domain margin is certainly violated, else UNSURE where
-    some margin is within its radius of the boundary (or not finite), else CERTAIN."""
+    some margin is within its error bound of the boundary (or not finite), else CERTAIN."""
     ok = np.ones(size, dtype=bool)
     bad = np.zeros(size, dtype=bool)
     k = 0
-    s = errorbound.SAFETY
     with np.errstate(invalid="ignore"):
         for m in margins:
             cols = []
             for _ in m.parts:
-                cols.append((values[:, k], s * np.abs(values[:, k + 1])))
-                k += 2
+                cols.append((values[:, k], radii[:, k]))
+                k += 1
             (a, ra) = cols[0]
             if m.kind == "pos":
                 good, wrong = a - ra > 0, a + ra <= 0
