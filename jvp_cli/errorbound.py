@@ -103,7 +103,7 @@ class Bounds:
         self.memo[e] = out
         return out
 
-    def _bound(self, e: Any) -> tuple[Any, int]:  # noqa: C901 - one case per kind of node
+    def _bound(self, e: Any) -> tuple[Any, int]:
         lib = self.lib
         if e.is_Symbol:
             return lib.Abs(e), 0  # a coordinate of the point or of v: an exact float64
