@@ -419,16 +419,18 @@ def execute(
     except MemoryError:
         _error("out of memory: the problem is too large for this machine")
         return ExitCode.BAD_INPUT
-    except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
-        if debug:
-            import traceback
-
-            traceback.print_exc()
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            return _internal(exc, debug)
+        # the last line of defence behind lang.check_bounds: an exact constant of the
+        # result (e.g. a sum of many fractions) has more digits than Python will print
         _error(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
-            "traceback, and please report it)"
+            f"a constant in the result has more than {sys.get_int_max_str_digits():,} "
+            "digits; keep constants within 1e-300 .. 1e300 and use fewer exact fractions"
         )
-        return ExitCode.INTERNAL
+        return ExitCode.BAD_INPUT
+    except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
+        return _internal(exc, debug)
 
     try:
         sys.stdout.write(output)
@@ -436,6 +438,18 @@ def execute(
     except BrokenPipeError:
         _silence_stdout()
     return report.exit_code
+
+
+def _internal(exc: BaseException, debug: bool) -> ExitCode:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    _error(
+        f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+        "traceback, and please report it)"
+    )
+    return ExitCode.INTERNAL
 
 
 def _batch(
