@@ -125,15 +125,16 @@ def _read_source(functions: str | None, file: Path | None) -> str:
             "give the functions either as an argument or with -f, not both", where="usage"
         )
     if file is not None:
+        where = f"-f {printable(str(file))}"
         try:
-            data = file.read_bytes()
+            with open(file, "rb") as f:
+                return _read_text(f, where)
         except OSError as exc:
             raise InputError(
-                f"cannot read {printable(str(file))}: {exc.strerror}",
+                f"cannot read {printable(str(file))}: {exc.strerror or exc}",
                 where="-f",
                 fix="check the path",
             ) from None
-        return _decode(data, f"-f {printable(str(file))}")
     if functions is None:
         raise InputError(
             "no functions given",
@@ -141,21 +142,59 @@ def _read_source(functions: str | None, file: Path | None) -> str:
             fix='pass them as an argument, e.g. vjp "x**2; x*y" --at 1,2',
         )
     if functions == "-":
-        return _decode(
-            sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
-            "stdin",
-        )
+        if sys.stdin is None:
+            raise InputError("stdin is closed", where="stdin", fix="pass the functions as text")
+        binary = getattr(sys.stdin, "buffer", None)
+        if binary is None:  # a text-only stdin (embedding)
+            return _decode(sys.stdin.read(MAX_READ + 1).encode(), "stdin")
+        try:
+            return _read_text(binary, "stdin")
+        except OSError as exc:
+            raise InputError(f"cannot read stdin: {exc.strerror or exc}", where="stdin") from None
     return functions
 
 
-def _decode(data: bytes, where: str) -> str:
-    from .lang import MAX_INPUT_CHARS
+MAX_READ = 1_000_000  # lang.MAX_INPUT_CHARS, without importing the parser for --help
 
-    if len(data) > 4 * MAX_INPUT_CHARS:
+
+def _read_text(binary: Any, where: str) -> str:
+    """UTF-8 text from a binary stream, reading at most MAX_READ + 1 characters: a longer
+    input (or /dev/zero) is refused without being read to its end."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
+    chars = consumed = 0
+    while True:
+        # never more bytes than characters still allowed: each byte is at most one character
+        block = binary.read(min(1 << 16, MAX_READ + 1 - chars))
+        try:
+            text = decoder.decode(block or b"", final=not block)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"not valid UTF-8 (byte {consumed + exc.start})",
+                where=where,
+                fix="save the file as UTF-8 text",
+            ) from None
+        if not block:
+            return "".join(parts)
+        consumed += len(block)
+        chars += len(text)
+        parts.append(text)
+        if chars > MAX_READ:
+            raise LimitError(
+                f"input is more than the limit of {MAX_READ:,} characters",
+                where=where,
+                fix="split the problem or read it from a smaller file",
+            )
+
+
+def _decode(data: bytes, where: str) -> str:
+    if len(data) > 4 * MAX_READ:
         raise LimitError(
             f"input is {len(data):,} bytes",
             where=where,
-            fix=f"the limit is {MAX_INPUT_CHARS:,} characters",
+            fix=f"the limit is {MAX_READ:,} characters",
         )
     try:
         return data.decode("utf-8")
@@ -163,6 +202,35 @@ def _decode(data: bytes, where: str) -> str:
         raise InputError(
             f"not valid UTF-8 (byte {exc.start})", where=where, fix="save the file as UTF-8 text"
         ) from None
+
+
+def _seconds(text: str | float) -> float:
+    """--timeout: a positive number of seconds, or 0 (or inf) for no limit (returned as 0).
+    Values beyond what a thread can wait for mean no limit too."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    elif text.strip().lower() in ("inf", "+inf"):
+        return 0.0
+    else:
+        from .lang import evaluate_constant
+
+        value = evaluate_constant(text, "--timeout")
+    if not value >= 0:  # negative (nan cannot come through evaluate_constant)
+        raise InputError(
+            f"{printable(str(text))} is not a number of seconds",
+            where="--timeout",
+            fix="give a positive number, or 0 for no limit",
+        )
+    return 0.0 if value >= threading.TIMEOUT_MAX else value
+
+
+def _tolerance(text: str | float | None, name: str) -> float | None:
+    """--rtol/--atol: a number in the expression language's syntax (1e-7, 2**-20)."""
+    if text is None or isinstance(text, (int, float)):
+        return text
+    from .lang import evaluate_constant
+
+    return evaluate_constant(text, name)
 
 
 def _console(width_hint: int = 0) -> Any:
@@ -251,11 +319,11 @@ def vjp(
         ),
     ] = "auto",
     rtol: Annotated[
-        float | None,
+        str | None,
         typer.Option(help="Relative tolerance (default 1e-7 for float64, 1.3e-6 for float32)."),
     ] = None,
     atol: Annotated[
-        float | None,
+        str | None,
         typer.Option(help="Absolute tolerance (default 1e-7 for float64, 1e-5 for float32)."),
     ] = None,
     full: Annotated[
@@ -266,8 +334,12 @@ def vjp(
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
     timeout: Annotated[
-        float, typer.Option(help="Stop with exit 2 after this many seconds (0: no limit).")
-    ] = 60.0,
+        str,
+        typer.Option(
+            help="Stop with exit 2 after this many seconds, reading the input included "
+            "(0 or inf: no limit)."
+        ),
+    ] = "60",
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
@@ -344,6 +416,30 @@ def _in_worker(work: Callable[[], Any], seconds: float) -> Any:
     return box["value"]
 
 
+def _waiting(work: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`work` (reading input, which may block on a pipe or FIFO) in a daemon thread, waited
+    for at most `seconds` (0: no limit); _TimeUp(what) when it is not done by then. The
+    blocked thread is left behind: the process is about to exit."""
+    if not seconds:
+        return work()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="vjp-reader", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise _TimeUp(what)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def execute(
     *,
     functions: str | None,
@@ -358,11 +454,11 @@ def execute(
     dtype: str,
     device: str,
     engine: str = "auto",
-    rtol: float | None,
-    atol: float | None,
+    rtol: float | str | None,
+    atol: float | str | None,
     json_out: bool,
     full: bool = False,
-    timeout: float = 0.0,
+    timeout: float | str = 0.0,
     debug: bool = False,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status."""
@@ -375,16 +471,27 @@ def execute(
 
         warnings.simplefilter("ignore")
 
-    # what api.make_problem needs besides the point, v and u, for either path
-    options: dict[str, Any] = dict(
-        variables=variables, outputs=outputs, dtype=dtype, device=device, rtol=rtol, atol=atol,
-        engine=engine,
-    )  # fmt: skip
+    import time
+
+    start = time.monotonic()
+    seconds = 0.0
     try:
-        source = _read_source(functions, file)
+        seconds = _seconds(timeout)
+        # what api.make_problem needs besides the point, v and u, for either path
+        options: dict[str, Any] = dict(
+            variables=variables, outputs=outputs, dtype=dtype, device=device,
+            rtol=_tolerance(rtol, "--rtol"), atol=_tolerance(atol, "--atol"), engine=engine,
+        )  # fmt: skip
+        what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
+        # under the clock: a FIFO nobody writes to, or `sleep 60 | vjp -`, stops in time
+        source = _waiting(
+            lambda: _read_source(functions, file), seconds, f"reading the functions from {what}"
+        )
+        if seconds:
+            seconds = max(seconds - (time.monotonic() - start), 1e-3)
         if points is not None:
             return _batch(
-                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=timeout
+                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=seconds
             )
 
         def work() -> tuple[Any, str]:
@@ -394,16 +501,20 @@ def execute(
             report = api.solve(program, problem)
             return report, _render(report, json_out, full)
 
-        report, output = _in_worker(work, timeout)
+        report, output = _in_worker(work, seconds)
     except InputError as exc:
         _error(exc.one_line(), exc.caret())
         return ExitCode.BAD_INPUT
     except JvpError as exc:
         _error(str(exc))
         return ExitCode.BAD_INPUT
-    except _TimeUp:
+    except _TimeUp as exc:
+        total = _seconds(timeout)
+        if exc.args:
+            _error(f"timed out after {total:g} s {exc.args[0]} (--timeout)")
+            return ExitCode.BAD_INPUT
         _error(
-            f"stopped after {timeout:g} s (--timeout): the problem is too large or too hard "
+            f"stopped after {total:g} s (--timeout): the problem is too large or too hard "
             "to finish in time; simplify it or raise --timeout (0: no limit)"
         )
         return ExitCode.BAD_INPUT
@@ -477,12 +588,20 @@ def _batch(
     if v:
         parsed = api.parse_values(v, program.outputs, "--v", "functions (outputs)")
         fixed_v = [x for name in program.outputs for x in parsed[name][1]]
-    try:
-        stream = sys.stdin if points == "-" else open(points, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {printable(points)}: {exc.strerror}", where="--points"
-        ) from None
+    def open_points() -> Any:
+        if points == "-":
+            if sys.stdin is None:
+                raise InputError("stdin is closed", where="--points")
+            return getattr(sys.stdin, "buffer", sys.stdin)
+        try:
+            # opened in the worker: a FIFO that nobody opens for writing blocks here, and
+            # --timeout still holds. Bytes: batch decodes each line, naming a bad one.
+            return open(points, "rb")
+        except OSError as exc:
+            raise InputError(
+                f"cannot read {printable(points)}: {exc.strerror or exc}", where="--points"
+            ) from None
+
     bar = _Progress() if sys.stderr.isatty() else None
 
     out = getattr(sys.stdout, "buffer", None)
@@ -496,6 +615,7 @@ def _batch(
         out.write(b"\n")
 
     def work() -> Any:
+        stream = open_points()
         try:
             return batch.run(
                 program,
@@ -506,7 +626,7 @@ def _batch(
                 bar.update if bar else None,
             )
         finally:
-            if stream is not sys.stdin:
+            if points != "-":
                 stream.close()
             if bar is not None:
                 bar.stop()

@@ -176,9 +176,14 @@ class Program:
 
 # ---- tokens -----------------------------------------------------------------------------
 
+# A number literal: the one number syntax of every place a number is read (CSV cells take
+# an optional sign too; options and --at take constant expressions built from literals).
+NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_SIGNED = re.compile(r"[ \t]*[+-]?" + NUMBER + r"[ \t]*")
+
 _TOKEN = re.compile(
     r"[ \t\r\f\v]*(?:"  # white space before a token is part of its match
-    r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"(?P<num>" + NUMBER + ")"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op>\*\*|[-+*/^(),;=\n@\[\]:.])"
     r"|(?P<bad>.)"  # anything else: reported with its position
@@ -1223,6 +1228,26 @@ def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
     except OverflowError:
         return math.inf
     raise AssertionError(f"not a constant node: {n!r}")
+
+
+def read_number(text: str, where: str) -> float:
+    """One number as data (a CSV cell): an optional sign and a number literal of the
+    language (ASCII digits, no '_', no nan or inf), finite in float64."""
+    if not _SIGNED.fullmatch(text) or len(text.strip()) > MAX_NUMBER_CHARS + 1:
+        shown = printable(text.strip()[:40])
+        raise InputError(
+            f"'{shown}' is not a number",
+            where=where,
+            fix="write numbers as the expression language does: 12, -1.5, 2e-3",
+        )
+    value = float(text)
+    if not math.isfinite(value):
+        raise InputError(
+            f"'{printable(text.strip()[:40])}' is beyond float64",
+            where=where,
+            fix="no values beyond 1.8e308",
+        )
+    return value
 
 
 def evaluate_constant(source: str, where: str) -> float:

@@ -4,6 +4,7 @@ nothing on stdout."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -113,3 +114,108 @@ def test_more_digits_than_python_prints_is_bad_input(vjp) -> None:  # type: igno
     fn = "x*(" + "+".join(f"1/{p}" for p in primes[:1400]) + ")"
     r = vjp(fn, code=2)
     assert "more than 4,300 digits" in r.stderr and r.stdout == ""
+
+
+# --- one number syntax, strict shapes, CSV and JSON lines (class 5)
+
+STRICT: list[tuple[list[str], str, str]] = [
+    # (arguments, stdin, a fragment of the one-line message)
+    (["sum(x)", "--shape", "x=(3)(4)"], "", "column 6: unexpected '('"),
+    (["sum(x)", "--shape", "x=3,,4"], "", "column 5: an empty size"),
+    (["sum(x)", "--shape", "x=\u0661"], "", "not a positive integer"),
+    (["sum(x)", "--shape", "x=\uff13"], "", "not a positive integer"),
+    (["sum(x)", "--shape", "x=3,"], "", "an empty size"),
+    (["sum(x)", "--shape", "x=(3"], "", "expected ')'"),
+    (["x", "--at", "1", "--rtol", "1_0"], "", "--rtol, column 2"),
+    (["x", "--at", "1", "--atol", "\uff11"], "", "--atol, column 1: non-ASCII"),
+    (["x", "--at", "1", "--timeout", "-5"], "", "not a number of seconds"),
+    (["x", "--at", "1", "--timeout", "nan"], "", "'nan' is not a number"),
+    (["x", "--at", "1", "--timeout", "1_0"], "", "--timeout, column 2"),
+    (["x", "--points", "-"], "x\n1_0\n", "line 2, column 1: '1_0' is not a number"),
+    (["x", "--points", "-"], "x\n\uff11\n", "'\uff11' is not a number"),
+    (["x", "--points", "-"], "x\n\u0661\n", "'\u0661' is not a number"),
+    (["x", "--points", "-"], "x\n0x10\n", "'0x10' is not a number"),
+    (["x", "--points", "-"], "x\nnan\n", "'nan' is not a number"),
+    (["x*y", "--points", "-"], 'x,y\n"1,2\n', "line 2: not valid CSV (unexpected end of data)"),
+    (["x*y", "--points", "-"], 'x,y\n"1"2,3\n', "line 2: not valid CSV"),
+    (["x*y", "--points", "-"], '"x,y\n1,2\n', "line 1: not valid CSV"),
+    (["x", "--points", "-"], "x\n" + "1" * 200_000 + "\n", "line 2: a field is longer than"),
+    (["x", "--points", "-"], "x\n1\n" + "1" * 1_000_001 + "\n", "line 3: the line is longer"),
+    (["x*y", "--points", "-"], '{"x": 1, "y": 2, "x": 3}\n', 'line 1: the key "x" appears twice'),
+    (["x*y", "--points", "-"], '{"x": 1, "y": 2, "v": {"f1": 1, "f1": 2}}\n', "appears twice"),
+    (["x*y", "--points", "-"], '{"x": 1, "y": 2, "v": [1], "v:f1": 2}\n', "not both"),
+    (["x*y", "--points", "-"], '{"x": 1, "y": 2, "v:f2": 2}\n', "'v:f2' is not v:OUTPUT"),
+    (
+        ["x*y", "--points", "-"],
+        '{"x": 1, "y": 2, "v": {"g": 2}}\n',
+        "'g' in \"v\" is not an output",
+    ),
+    (["u*v", "--points", "-"], '{"u": 1, "v": [2]}\n', "[2] is not a number"),
+]
+
+
+@pytest.mark.parametrize(("args", "stdin", "fragment"), STRICT,
+                         ids=[repr([*a, s])[:60] for a, s, _ in STRICT])  # fmt: skip
+def test_strict_parsing(vjp, args: list[str], stdin: str, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    r = vjp(*args, "--json", code=2, input=stdin)
+    assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert fragment in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_the_same_numbers_still_read(vjp) -> None:  # type: ignore[no-untyped-def]
+    rows = 'x\n1\n-2.5\n+.5\n3.\n1e-3\n 7 \n"4"\n'
+    lines = [json.loads(t) for t in vjp("x*x", "--points", "-", "--json", input=rows)
+             .stdout.splitlines()]  # fmt: skip
+    assert [d["point"]["x"] for d in lines] == [1.0, -2.5, 0.5, 3.0, 1e-3, 7.0, 4.0]
+    d = vjp("x", "--at", "1", "--rtol", "2**-20", "--atol", "1e-9", "--json").json()
+    assert d["jacobian"]["rtol"] == 2**-20 and d["jacobian"]["atol"] == 1e-9
+
+
+def test_rows_before_an_unreadable_line_are_written(vjp) -> None:  # type: ignore[no-untyped-def]
+    r = vjp("x", "--points", "-", "--json", code=2, input="x\n1\n2\n" + "9" * 1_000_001 + "\n")
+    assert [json.loads(t)["line"] for t in r.stdout.splitlines()] == [2, 3]
+    assert "line 4: the line is longer than 1,000,000 characters" in r.stderr
+
+
+def test_a_variable_named_v_in_json_lines(vjp) -> None:  # type: ignore[no-untyped-def]
+    rows = '{"u": 1, "v": 2}\n{"u": 3, "v": 4, "v:f1": 10}\n'
+    lines = [json.loads(t) for t in vjp("u*v", "--points", "-", "--json", input=rows)
+             .stdout.splitlines()]  # fmt: skip
+    assert lines[0]["point"] == {"u": 1.0, "v": 2.0}
+    assert lines[0]["vjp"]["v"] == [1.0] and lines[0]["vjp"]["torch"] == [2.0, 1.0]
+    assert lines[1]["vjp"]["v"] == [10.0] and lines[1]["vjp"]["sympy"] == [40.0, 30.0]
+    # without a variable named v, "v" is the cotangent, and v:NAME keys work as well
+    rows = '{"x": 1, "v": [3]}\n{"x": 1, "v": {"f1": 4}}\n{"x": 1, "v:f1": 5}\n'
+    lines = [json.loads(t) for t in vjp("x*x", "--points", "-", "--json", input=rows)
+             .stdout.splitlines()]  # fmt: skip
+    assert [d["vjp"]["sympy"] for d in lines] == [[6.0], [8.0], [10.0]]
+
+
+# --- reading is bounded (class 2) and under the clock (class 1)
+
+
+def test_endless_input_is_refused_after_the_limit(vjp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from jvp_cli import cli
+
+    class Endless(io.RawIOBase):
+        read_bytes = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+            b[:] = b"\0" * len(b)
+            Endless.read_bytes += len(b)
+            return len(b)
+
+    with pytest.raises(cli.LimitError, match="more than the limit of 1,000,000"):
+        cli._read_text(io.BufferedReader(Endless()), "stdin")
+    assert Endless.read_bytes <= cli.MAX_READ + 1 + io.DEFAULT_BUFFER_SIZE
+
+
+def test_timeout_values(vjp) -> None:  # type: ignore[no-untyped-def]
+    for value in ("1e10", "inf", "0", "2*30"):
+        vjp("x", "--at", "1", "--timeout", value, "--json", code=0)
