@@ -313,9 +313,7 @@ def _json_rows(
         try:
             obj = json.loads(text, parse_constant=_reject, object_pairs_hook=_no_duplicates)
         except _DuplicateKey as exc:
-            raise InputError(
-                str(exc), where=where, fix="give each key once"
-            ) from None
+            raise InputError(str(exc), where=where, fix="give each key once") from None
         except ValueError as exc:
             col = getattr(exc, "colno", None)
             raise InputError(

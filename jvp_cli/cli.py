@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperCommand
 
 from . import __version__
-from .model import ExitCode, InputError, JvpError, LimitError, printable
+from .model import ExitCode, InputError, JvpError, LimitError, OutputError, printable
 
 HELP = """Show the symbolic Jacobian of FUNCTIONS and check what PyTorch autograd computes.
 
@@ -93,6 +93,9 @@ class _OneLineErrors(TyperCommand):
         except BrokenPipeError:
             _silence_stdout()
             code = int(ExitCode.AGREE)
+        except (OSError, ValueError) as exc:  # --help or --version onto a closed or full stdout
+            _error(_write_failed(exc))
+            code = int(ExitCode.BAD_INPUT)
         except KeyboardInterrupt:
             code = int(ExitCode.INTERRUPTED)
         if standalone_mode:
@@ -114,9 +117,152 @@ def _version(value: bool) -> None:
 
 
 def _error(message: str, caret: str | None = None) -> None:
-    sys.stderr.write(f"Error: {printable(message)}\n")
-    if caret and sys.stderr.isatty():
-        sys.stderr.write(caret + "\n")
+    try:
+        sys.stderr.write(f"Error: {printable(message)}\n")
+        if caret and _isatty(sys.stderr):
+            sys.stderr.write(caret + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr closed or full: the exit status still says it
+
+
+def _write_failed(exc: BaseException) -> str:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"cannot write the output to stdout: {reason}"
+
+
+# What a terminal that cannot show Unicode gets instead (PYTHONIOENCODING=ascii, LANG=C).
+_ASCII = {
+    "\u2714": "ok", "\u2718": "x", "\u2500": "-", "\u2501": "-", "\u2502": "|",
+    "\u2503": "|", "\u256d": "+", "\u256e": "+", "\u256f": "+", "\u2570": "+",
+    "\u23a1": "[", "\u23a2": "[", "\u23a3": "[", "\u23a4": "]", "\u23a5": "]",
+    "\u23a6": "]", "\u239b": "(", "\u239c": "(", "\u239d": "(", "\u239e": ")",
+    "\u239f": ")", "\u23a0": ")", "\u22c5": "*", "\u00b7": "*", "\u221a": "sqrt",
+    "\u03c0": "pi", "\u212f": "E", "\u2026": "...", "\u2264": "<=", "\u2265": ">=",
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2192": "->", "\u2248": "~",
+}  # fmt: skip
+
+
+def _encodable(text: str, encoding: str | None) -> str:
+    """`text`, or where the output encoding cannot hold it, an ASCII rendering of it."""
+    try:
+        text.encode(encoding or "utf-8")
+        return text
+    except (UnicodeEncodeError, LookupError):
+        pass
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+        elif ch in _ASCII:
+            out.append(_ASCII[ch])
+        else:
+            folded = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append(folded or ("-" if unicodedata.name(ch, "").startswith("BOX") else "?"))
+    return "".join(out)
+
+
+def _emit(text: str) -> None:
+    """Write the whole output, signals deferred until it is written (a report is never cut
+    by SIGTERM or SIGHUP); a closed or full stdout is an OutputError."""
+    stream = sys.stdout
+    text = _encodable(text, getattr(stream, "encoding", None))
+    with _deferred_signals():
+        try:
+            stream.write(text)
+            stream.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        except (OSError, ValueError, AttributeError) as exc:
+            raise OutputError(_write_failed(exc)) from None
+
+
+class _deferred_signals:
+    """Block SIGINT, SIGTERM and SIGHUP in this thread while output is written."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __enter__(self) -> None:
+        import signal
+
+        self.old: Any = None
+        if (
+            hasattr(signal, "pthread_sigmask")
+            and threading.current_thread() is threading.main_thread()
+        ):
+            sigs = {getattr(signal, n) for n in self.SIGNALS if hasattr(signal, n)}
+            self.old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP arrived (raised in the main thread by the handler)."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise _Signalled(signum)
+
+
+class _LineWriter:
+    """--points --json lines, written whole whatever ends the run.
+
+    Each os.write carries whole lines, at most PIPE_BUF bytes of them where lines are that
+    short (a pipe takes such a write whole or not at all), retried until all is written,
+    under a lock; `stop` (at a timeout, a signal, Ctrl-C) waits for the piece in flight and
+    then lets no more start, so the process can leave without cutting a line."""
+
+    PIECE = 4096  # PIPE_BUF on Linux
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd  # None: write through sys.stdout (in memory: nothing to cut)
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def write(self, block: bytes) -> None:
+        data = block + b"\n"
+        view = memoryview(data)
+        start, n = 0, len(data)
+        while start < n:
+            end = start + self.PIECE
+            if end < n:
+                cut = data.rfind(b"\n", start, end)
+                end = (cut if cut >= start else data.find(b"\n", end)) + 1
+            else:
+                end = n
+            with self.lock:
+                if self.closed:
+                    raise BrokenPipeError  # the run is ending: stop quietly
+                piece = view[start:end]
+                try:
+                    if self.fd is None:
+                        self._through_stdout(piece.tobytes())
+                        piece = piece[len(piece) :]
+                    while piece:
+                        piece = piece[os.write(self.fd, piece) :]  # type: ignore[arg-type]
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    raise OutputError(_write_failed(exc)) from None
+            start = end
+
+    @staticmethod
+    def _through_stdout(data: bytes) -> None:
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            out.write(data)
+        else:
+            sys.stdout.write(data.decode("ascii"))
+
+    def stop(self, wait: float = 5.0) -> None:
+        if self.lock.acquire(timeout=wait):  # kept: nothing is written after this
+            self.closed = True
 
 
 def _read_source(functions: str | None, file: Path | None) -> str:
@@ -234,12 +380,40 @@ def _tolerance(text: str | float | None, name: str) -> float | None:
 
 
 def _console(width_hint: int = 0) -> Any:
+    """A rich Console that renders into memory as it would onto stdout (terminal or not, its
+    encoding): nothing touches stdout until _emit writes the whole text."""
+    import io
+
     from rich.console import Console
 
-    if sys.stdout.isatty():
-        return Console(file=sys.stdout, highlight=False)
+    class Buffer(io.StringIO):
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # type: ignore[assignment]
+
+    tty = _isatty(sys.stdout)
+    if tty:
+        return Console(file=Buffer(), highlight=False, width=_terminal_width(), force_terminal=True)
     # Piped: no colour (rich decides that), and wide enough that a matrix is never wrapped.
-    return Console(file=sys.stdout, highlight=False, width=max(160, width_hint))
+    return Console(file=Buffer(), highlight=False, width=max(160, width_hint), force_terminal=False)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _terminal_width() -> int:
+    """COLUMNS when it is a positive integer, else the terminal's own width, else 80: an
+    invalid COLUMNS (0, -3, abc) is treated as unknown, never as a width of 0."""
+    text = os.environ.get("COLUMNS", "")
+    if text.isascii() and text.isdigit() and 0 < int(text) < 100_000:
+        return int(text)
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        width = 0
+    return width if width > 0 else 80
 
 
 @app.command(cls=_OneLineErrors, help=HELP, no_args_is_help=False)
@@ -521,6 +695,11 @@ def execute(
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED
+    except _Signalled as exc:
+        import signal
+
+        _error(f"stopped by {signal.Signals(exc.args[0]).name}")
+        return 128 + exc.args[0]  # type: ignore[return-value]
     except RecursionError:
         _error(
             "the expression is nested too deeply for the engines; name intermediate "
@@ -544,10 +723,10 @@ def execute(
         return _internal(exc, debug)
 
     try:
-        sys.stdout.write(output)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
+        _emit(output)
+    except OutputError as exc:
+        _error(str(exc))
+        return ExitCode.BAD_INPUT
     return report.exit_code
 
 
@@ -588,6 +767,7 @@ def _batch(
     if v:
         parsed = api.parse_values(v, program.outputs, "--v", "functions (outputs)")
         fixed_v = [x for name in program.outputs for x in parsed[name][1]]
+
     def open_points() -> Any:
         if points == "-":
             if sys.stdin is None:
@@ -602,17 +782,19 @@ def _batch(
                 f"cannot read {printable(points)}: {exc.strerror or exc}", where="--points"
             ) from None
 
-    bar = _Progress() if sys.stderr.isatty() else None
+    bar = _Progress() if _isatty(sys.stderr) else None
 
-    out = getattr(sys.stdout, "buffer", None)
+    lines: _LineWriter | None = None
+    if json_out:
+        import io
 
-    def write(block: bytes) -> None:
-        if out is None:  # a text-only stdout (embedding): decode
-            sys.stdout.write(block.decode("ascii") + "\n")
-            return
-        sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
-        out.write(block)  # the bytes as they are: no decode and encode of every chunk
-        out.write(b"\n")
+        try:
+            sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
+            lines = _LineWriter(sys.stdout.fileno())
+        except io.UnsupportedOperation:  # an in-memory stdout (embedding, CliRunner)
+            lines = _LineWriter(None)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise OutputError(_write_failed(exc)) from None
 
     def work() -> Any:
         stream = open_points()
@@ -622,7 +804,7 @@ def _batch(
                 problem,
                 stream,
                 fixed_v,
-                write if json_out else None,
+                lines.write if lines is not None else None,
                 bar.update if bar else None,
             )
         finally:
@@ -633,18 +815,19 @@ def _batch(
 
     try:
         summary = _in_worker(work, timeout)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not valid UTF-8 (byte {exc.start})", where="--points") from None
+    except BaseException:
+        if lines is not None:  # a timeout, a signal: let the line in flight finish
+            lines.stop()
+        raise
     if summary.truncated:
         _silence_stdout()
     elif not json_out:
         from .render import batch_summary
 
-        table = batch_summary(summary)
-        try:
-            _console().print(table)
-        except BrokenPipeError:
-            _silence_stdout()
+        console = _console()
+        with console.capture() as capture:
+            console.print(batch_summary(summary))
+        _emit(capture.get())
     ok = summary.disagree == 0 and summary.undefined == 0
     return ExitCode.AGREE if ok else ExitCode.DISAGREE
 
@@ -698,18 +881,66 @@ def main(argv: list[str] | None = None) -> None:
     # with 2 threads, 11 us with 1, measured on the 2-core CI machines). A user's own
     # OMP_NUM_THREADS wins.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    code = run(argv)
+    _standard_streams()
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):  # ended from outside: stop cleanly, lines whole
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_signal)
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
+        code = run(argv)
+    except _Signalled as exc:
+        code = 128 + exc.args[0]
+    except KeyboardInterrupt:
+        code = int(ExitCode.INTERRUPTED)
     try:
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
     # Skipping teardown saves a large part of a second once torch is loaded; all output has
     # been flushed above and no files are open for writing.
     os._exit(code)
+
+
+class _ClosedStdout:
+    """sys.stdout when the process started with fd 1 closed (`>&-`): every write fails,
+    which the CLI reports as exit 2."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(9, "stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(9, "stdout is closed")
+
+
+def _standard_streams() -> None:
+    """Reserve closed fds 0-2 with /dev/null (so no file or pipe opened later becomes
+    "stdout"); a closed stdout then fails on write, a closed stderr swallows messages."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        try:
+            if os.open(os.devnull, os.O_RDWR) != fd:
+                return
+        except OSError:
+            return
+    if 1 in closed:
+        sys.stdout = _ClosedStdout()  # type: ignore[assignment]
+    if 2 in closed:
+        sys.stderr = open(os.devnull, "w")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -719,6 +950,9 @@ def run(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    except (OSError, ValueError) as exc:  # --version onto /dev/full, say
+        _error(_write_failed(exc))
+        code = int(ExitCode.BAD_INPUT)
     return int(code)
 
 

@@ -1101,28 +1101,32 @@ def check_bounds(
 
     def coefficients(n: Node, vals: list[Bound]) -> tuple[float, float]:
         """The range of log10 of the numeric coefficients of `n`'s terms."""
-        if isinstance(n, Chain) and n.kind == "add":
-            return min(v[2] for v in vals), max(v[3] for v in vals)
-        if isinstance(n, Chain):
-            numbers = vals[0][2] if vals[0][0] is not None else 0.0
-            others = [] if vals[0][0] is not None else [("*", n.first, vals[0])]
-            for (op, kid), v in zip(n.rest, vals[1:], strict=True):
-                if v[0] is not None:
-                    numbers += v[2] if op != "/" else -v[2]
-                else:
-                    others.append((op, kid, v))
-            if len(others) == 1 and others[0][0] != "/" and is_sum(others[0][1]):
-                v = others[0][2]  # 3*(x + 1e200*y): SymPy distributes the 3
-                return v[2] + numbers, v[3] + numbers
-            lo = hi = numbers
-            for op, kid, v in others:
-                if (v[2] == 0.0 and v[3] == 0.0) or is_sum(kid):
-                    continue
-                lo, hi = (lo + v[2], hi + v[3]) if op != "/" else (lo - v[3], hi - v[2])
-            return lo, hi
-        if isinstance(n, (Neg, Index, Transpose)):
+        kind = type(n)
+        if kind is Call or kind is Pow:
+            return 0.0, 0.0  # their numbers stay inside
+        if kind is not Chain:  # Neg, Index, Transpose
             return vals[0][2], vals[0][3]
-        return 0.0, 0.0  # calls, powers: their numbers stay inside
+        if n.kind == "add":  # type: ignore[union-attr]
+            return min(v[2] for v in vals), max(v[3] for v in vals)
+        numbers = lo = hi = 0.0
+        others = 0
+        last: tuple[str, Node, Bound] | None = None
+        op, kid = "*", n.first  # type: ignore[union-attr]
+        for k, v in enumerate(vals):
+            if k:
+                op, kid = n.rest[k - 1]  # type: ignore[union-attr]
+            if v[0] is not None:
+                numbers += v[2] if op != "/" else -v[2]
+                continue
+            others += 1
+            last = op, kid, v
+            if (v[2] == 0.0 and v[3] == 0.0) or is_sum(kid):
+                continue
+            lo, hi = (lo + v[2], hi + v[3]) if op != "/" else (lo - v[3], hi - v[2])
+        if others == 1 and last is not None and last[0] != "/" and is_sum(last[1]):
+            v = last[2]  # 3*(x + 1e200*y): SymPy distributes the 3
+            return v[2] + numbers, v[3] + numbers
+        return lo + numbers, hi + numbers
 
     def combine(n: Node, vals: list[Bound]) -> Bound:
         consts = [v[0] for v in vals]
