@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from . import lang
 from .compare import compare, tolerances
-from .model import AutogradResult, InputError, Problem, Report, printable
-from .shapes import MAX_ELEMENTS, Shape, fmt, infer
+from .model import AutogradResult, InputError, LimitError, Problem, Report, printable
+from .shapes import MAX_DIMS, MAX_ELEMENTS, Shape, fmt, infer
 
 FILLS = ("ones", "zeros", "arange")
 Value = tuple[Shape, tuple[float, ...]]
@@ -103,7 +104,15 @@ def _nested(body: str, offset: int, source: str, where: str) -> Value:
         flat.extend(data)
     if len(flat) > MAX_ELEMENTS:
         raise InputError(f"more than {MAX_ELEMENTS:,} numbers", where=where)
-    return (len(shapes), *shapes[0]), tuple(flat)
+    shape = (len(shapes), *shapes[0])
+    if len(shape) > MAX_DIMS:
+        raise LimitError(
+            f"nested lists of {len(shape)} dimensions (limit {MAX_DIMS})",
+            where=where,
+            source=source,
+            pos=offset,
+        )
+    return shape, tuple(flat)
 
 
 def fmt_nested(shape: Shape) -> str:
@@ -227,45 +236,81 @@ def parse_values(
     return out
 
 
+_SHAPE_NAME = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*")
+_SHAPE_SIZE = re.compile(r"[ \t]*([0-9]+)[ \t]*")
+
+
 def parse_shapes(texts: Sequence[str], variables: Sequence[str]) -> dict[str, Shape]:
-    """--shape x=2,3 (repeatable; also x=(2,3), several names in one: x=2,3,y=4)."""
+    """--shape x=2,3 (repeatable; also x=(2,3) or x=[2,3], several names in one:
+    x=2,3,y=4; x=() is a scalar). Sizes are positive ASCII integers; anything else,
+    such as x=(3)(4) or x=3,,4, is refused with its column."""
     result: dict[str, Shape] = {}
+
+    def refuse(text: str, pos: int, what: str) -> InputError:
+        return InputError(what, where="--shape", source=text, pos=pos, fix="e.g. --shape x=2,3")
+
     for text in texts:
-        current: str | None = None
-        dims: list[int] = []
-        for piece, _ in lang.split_items(
-            text.replace("(", "").replace(")", "").replace("[", "").replace("]", "")
-        ):
-            piece = piece.strip()
-            if "=" in piece:
-                if current is not None:
-                    result[current] = tuple(dims)
-                name, first = (t.strip() for t in piece.split("=", 1))
-                lang.check_identifier(name, "--shape")
-                if name not in variables:
-                    raise InputError(
-                        f"'{name}' is not a variable",
-                        where="--shape",
-                        fix=f"variables: {', '.join(variables)}",
-                    )
-                if name in result or name == current:
-                    raise InputError(f"'{name}' is given twice", where="--shape")
-                current, dims = name, []
-                piece = first
-            if current is None:
-                raise InputError("expected NAME=sizes", where="--shape", fix="e.g. --shape x=2,3")
-            if not piece:
-                continue
-            if not piece.isdigit() or int(piece) < 1 or len(piece) > 6:
+        pos = 0
+        while True:
+            m = _SHAPE_NAME.match(text, pos)
+            if m is None:
+                raise refuse(text, pos, "expected NAME=sizes")
+            name = m.group(1)
+            lang.check_identifier(name, "--shape")
+            if name not in variables:
                 raise InputError(
-                    f"size '{printable(piece)}' is not a positive integer",
+                    f"'{name}' is not a variable",
                     where="--shape",
-                    fix="e.g. --shape x=2,3",
+                    fix=f"variables: {', '.join(variables)}",
                 )
-            dims.append(int(piece))
-        if current is not None:
-            result[current] = tuple(dims)
+            if name in result:
+                raise InputError(f"'{name}' is given twice", where="--shape")
+            pos = m.end()
+            closer = {"(": ")", "[": "]"}.get(text[pos : pos + 1])
+            dims: list[int] = []
+            if closer is not None:
+                pos += 1
+                if text[pos:].lstrip(" \t").startswith(closer):  # x=(): a scalar
+                    pos = text.index(closer, pos)
+            while True:
+                if closer is not None and dims == [] and text[pos : pos + 1] == closer:
+                    break
+                s = _SHAPE_SIZE.match(text, pos)
+                piece = s.group(1) if s else ""
+                if s is None:
+                    rest = text[pos:].lstrip(" \t")
+                    shown = printable(rest[:1]) if rest else "nothing"
+                    what = (
+                        "an empty size"
+                        if rest[:1] in ("", ",", ")", "]")
+                        else f"size '{shown}' is not a positive integer"
+                    )
+                    raise refuse(text, pos, what)
+                if int(piece) < 1 or len(piece) > 6:
+                    raise refuse(text, s.start(1), f"size '{piece}' is not a positive integer")
+                dims.append(int(piece))
+                pos = s.end()
+                if text[pos : pos + 1] != ",":
+                    break
+                # x=2,3,y=4: a comma before NAME= ends this variable's sizes
+                if closer is None and _SHAPE_NAME.match(text, pos + 1):
+                    break
+                pos += 1
+            if closer is not None:
+                if text[pos : pos + 1] != closer:
+                    raise refuse(text, pos, f"expected '{closer}'")
+                pos += 1
+                while text[pos : pos + 1] in (" ", "\t") and pos < len(text):
+                    pos += 1
+            result[name] = tuple(dims)
+            if pos >= len(text):
+                break
+            if text[pos] != ",":
+                raise refuse(text, pos, f"unexpected '{printable(text[pos])}'")
+            pos += 1
     for name, shape in result.items():
+        if len(shape) > MAX_DIMS:
+            raise LimitError(f"{name}: {len(shape)} dimensions (limit {MAX_DIMS})", where="--shape")
         if math.prod(shape) > MAX_ELEMENTS:
             raise InputError(
                 f"{name}: shape {fmt(shape)} has more than {MAX_ELEMENTS:,} elements",
@@ -353,6 +398,7 @@ def make_problem(
             )
         vals = parse_values(u, program.variables, "--u", "variables", var_shapes, exact=True)
         uu = _flat(vals, program.variables)
+    device = check_device(device)
     for name, value in (("--rtol", rtol), ("--atol", atol)):
         if value is not None and not (value >= 0 and value < float("inf")):
             raise InputError(f"{name} must be a finite number >= 0", where=name)
@@ -381,6 +427,23 @@ def make_problem(
         atol=a,
     )
     return program, problem
+
+
+_DEVICE = re.compile(r"cpu|cuda(?::[0-9]{1,3})?")
+
+
+def check_device(device: str) -> str:
+    """cpu, cuda or cuda:N: the devices this tool computes on. Others that torch names
+    (meta holds no data, privateuseone and mps need backends not built here) are refused
+    before torch is imported."""
+    text = device.strip()
+    if not _DEVICE.fullmatch(text):
+        raise InputError(
+            f"unsupported device '{printable(device[:40])}'",
+            where="--device",
+            fix="use cpu, cuda or cuda:N",
+        )
+    return text
 
 
 ENGINE_THRESHOLD = 5_000  # tree nodes from which "auto" differentiates with SymEngine

@@ -63,7 +63,8 @@ def _along(a: np.ndarray, axis: int | None, fn: Callable[[list[Any]], Any]) -> n
         whole[()] = fn(list(a.flat))
         return whole
     moved = np.moveaxis(a, axis, -1)
-    lanes = moved.reshape(-1, moved.shape[-1])
+    # explicit lane count: reshape(-1, 0) cannot infer -1 when a lane is empty
+    lanes = moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])
     out = np.empty(len(lanes), dtype=object)
     for i, lane in enumerate(lanes):
         out[i] = fn(list(lane))

@@ -24,7 +24,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from . import lang, sidecar
-from .model import InputError, Problem
+from .model import InputError, LimitError, Problem
 from .render import json_number
 
 CHUNK = 8192
@@ -78,19 +78,66 @@ def check_supported(program: lang.Program, problem: Problem) -> None:
 
 
 def _number(text: str, where: str) -> float:
+    return lang.read_number(text, where)
+
+
+MAX_LINE = 1_000_000  # characters of one --points line (documented in the README)
+
+
+def _lines(stream: IO[Any]) -> Iterator[str]:
+    """The lines of `stream` (text, or bytes decoded as UTF-8 line by line), each read with
+    a bound: a line longer than MAX_LINE (an endless one from /dev/zero) and a read error
+    are InputErrors naming the line."""
+    number = 0
+    while True:
+        number += 1
+        where = f"--points line {number}"
+        try:
+            line = stream.readline(MAX_LINE + 2)
+        except UnicodeDecodeError as exc:  # a text stream decodes ahead of the lines
+            raise InputError(
+                f"not valid UTF-8 (at or after this line: {exc.reason})",
+                where=where,
+                fix="save the file as UTF-8 text",
+            ) from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", where=where) from None
+        if not line:
+            return
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"not valid UTF-8 (byte {exc.start + 1} of the line)",
+                    where=where,
+                    fix="save the file as UTF-8 text",
+                ) from None
+            if text.endswith("\r\n"):
+                text = text[:-2] + "\n"
+        else:
+            text = line
+        if len(text.rstrip("\r\n")) > MAX_LINE:
+            raise LimitError(
+                f"the line is longer than {MAX_LINE:,} characters",
+                where=where,
+                fix="one point per line",
+            )
+        yield text
+
+
+def _cells(text: str, where: str) -> list[str]:
+    """One CSV line's fields, strictly: an unterminated quote or a stray one is an error."""
     try:
-        value = float(text)
-    except ValueError:
-        raise InputError(
-            f"'{text.strip()[:40]}' is not a number", where=where, fix="write plain decimal numbers"
-        ) from None
-    if not math.isfinite(value):
-        raise InputError(
-            f"'{text.strip()[:40]}' is not a finite number",
-            where=where,
-            fix="no nan, inf or values beyond 1.8e308",
-        )
-    return value
+        return next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        if "field limit" in str(exc):
+            raise LimitError(
+                f"a field is longer than {csv.field_size_limit():,} characters",
+                where=where,
+                fix="a cell holds one number",
+            ) from None
+        raise InputError(f"not valid CSV ({exc})", where=where) from None
 
 
 Row = tuple[int, list[float], list[float] | None]  # line number, values, per-row v
@@ -100,8 +147,8 @@ def _csv_header(
     first: str, first_no: int, variables: Sequence[str], outputs: Sequence[str]
 ) -> tuple[list[str], list[int], list[int] | None]:
     """Column names, the column of each variable, and of each output's v (or None)."""
-    header = [h.strip() for h in next(csv.reader([first]))]
     where = f"--points line {first_no}"
+    header = [h.strip() for h in _cells(first, where)]
     for k, name in enumerate(header, start=1):
         if name not in variables and not (name.startswith("v:") and name[2:] in outputs):
             raise InputError(
@@ -131,7 +178,7 @@ def _csv_header(
 
 
 def _csv_row(text: str, line_no: int, width: int) -> list[float]:
-    cells = next(csv.reader([text]))
+    cells = _cells(text, f"--points line {line_no}")
     if len(cells) != width:
         raise InputError(
             f"{len(cells)} fields but the header has {width}", where=f"--points line {line_no}"
@@ -154,10 +201,15 @@ def _csv_chunks(
     header, var_idx, v_idx = _csv_header(first, first_no, variables, outputs)
     width = len(header)
     line_no = first_no
-    while True:
-        texts = list(itertools.islice(lines, size))
+    pending: InputError | None = None  # a line that could not be read, after the rows before it
+    while pending is None:
+        texts: list[str] = []
+        try:
+            texts.extend(itertools.islice(lines, size))
+        except InputError as exc:
+            pending = exc
         if not texts:
-            return
+            break
         numbers: Sequence[int] = range(line_no + 1, line_no + 1 + len(texts))
         line_no += len(texts)
         data = None
@@ -185,10 +237,63 @@ def _csv_chunks(
                 raise
             data = np.array(good, dtype=np.float64)
         yield numbers, data[:, var_idx], data[:, v_idx] if v_idx else None
+    if pending is not None:
+        raise pending
 
 
 def _reject(token: str) -> Any:
     raise ValueError(f"{token} is not a finite number")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"the key {json.dumps(key)[:40]} appears twice")
+            seen.add(key)
+    return obj
+
+
+def _row_v(obj: dict[str, Any], variables: Sequence[str], outputs: Sequence[str],
+           where: str) -> list[float] | None:  # fmt: skip
+    """A JSON row's own cotangent. "v" holds it (a list, or an object keyed by output)
+    unless a variable is named v; "v:NAME" keys (as CSV's columns) hold it always."""
+    v_key = "v" not in variables and "v" in obj
+    columns = [k for k in obj if k.startswith("v:")]
+    if v_key and columns:
+        raise InputError('give the cotangent as "v" or as "v:NAME" keys, not both', where=where)
+    if columns:
+        unknown = [k for k in columns if k[2:] not in outputs]
+        missing = [o for o in outputs if "v:" + o not in obj]
+        if unknown or missing:
+            raise InputError(
+                f"'{unknown[0][:40]}' is not v:OUTPUT" if unknown
+                else f"no v:{missing[0]} key",
+                where=where,
+                fix=f"give v:NAME for every output: {', '.join(outputs)}",
+            )  # fmt: skip
+        return [_json_number(obj["v:" + o], where) for o in outputs]
+    if not v_key:
+        return None
+    vraw = obj["v"]
+    if isinstance(vraw, dict):
+        unknown = [k for k in vraw if k not in outputs]
+        if unknown:
+            raise InputError(
+                f"'{str(unknown[0])[:40]}' in \"v\" is not an output",
+                where=where,
+                fix=f"outputs: {', '.join(outputs)}",
+            )
+        vraw = [vraw.get(o) for o in outputs]
+    if not isinstance(vraw, list) or len(vraw) != len(outputs):
+        raise InputError(f'"v" needs {len(outputs)} values, one per output', where=where)
+    return [_json_number(x, where) for x in vraw]
 
 
 def _json_rows(
@@ -207,7 +312,9 @@ def _json_rows(
             continue
         where = f"--points line {line_no}"
         try:
-            obj = json.loads(text, parse_constant=_reject)
+            obj = json.loads(text, parse_constant=_reject, object_pairs_hook=_no_duplicates)
+        except _DuplicateKey as exc:
+            raise InputError(str(exc), where=where, fix="give each key once") from None
         except ValueError as exc:
             col = getattr(exc, "colno", None)
             raise InputError(
@@ -225,7 +332,10 @@ def _json_rows(
                 )
             raw = obj
         elif isinstance(obj, dict):
-            unknown = [k for k in obj if k not in variables and k != "v"]
+            unknown = [
+                k for k in obj
+                if k not in variables and not k.startswith("v:") and k != "v"
+            ]  # fmt: skip
             if unknown:
                 raise InputError(
                     f"'{str(unknown[0])[:40]}' is not a variable",
@@ -236,15 +346,7 @@ def _json_rows(
             if missing:
                 raise InputError(f"no value for {', '.join(missing)}", where=where)
             raw = [obj[name] for name in variables]
-            if "v" in obj:
-                vraw = obj["v"]
-                if isinstance(vraw, dict):
-                    vraw = [vraw.get(o) for o in outputs]
-                if not isinstance(vraw, list) or len(vraw) != len(outputs):
-                    raise InputError(
-                        f'"v" needs {len(outputs)} values, one per output', where=where
-                    )
-                v = [_json_number(x, where) for x in vraw]
+            v = _row_v(obj, variables, outputs, where)
         else:
             raise InputError("each line is a JSON object or array", where=where)
         yield line_no, [_json_number(x, where) for x in raw], v
@@ -268,7 +370,7 @@ def read_chunks(
     """(line numbers, points, per-row v or None) in blocks of at most `size` rows. A bad
     row raises InputError after the block of good rows before it has been yielded."""
     size = size or CHUNK
-    lines = iter(stream)
+    lines = _lines(stream)
     for line_no, first in enumerate(lines, start=1):
         first = first.lstrip("\ufeff") if line_no == 1 else first  # a byte-order mark
         if first.strip():

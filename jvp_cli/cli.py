@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperCommand
 
 from . import __version__
-from .model import ExitCode, InputError, JvpError, LimitError, printable
+from .model import ExitCode, InputError, JvpError, LimitError, OutputError, printable
 
 HELP = """Show the symbolic Jacobian of FUNCTIONS and check what PyTorch autograd computes.
 
@@ -93,6 +93,9 @@ class _OneLineErrors(TyperCommand):
         except BrokenPipeError:
             _silence_stdout()
             code = int(ExitCode.AGREE)
+        except (OSError, ValueError) as exc:  # --help or --version onto a closed or full stdout
+            _error(_write_failed(exc))
+            code = int(ExitCode.BAD_INPUT)
         except KeyboardInterrupt:
             code = int(ExitCode.INTERRUPTED)
         if standalone_mode:
@@ -114,9 +117,152 @@ def _version(value: bool) -> None:
 
 
 def _error(message: str, caret: str | None = None) -> None:
-    sys.stderr.write(f"Error: {printable(message)}\n")
-    if caret and sys.stderr.isatty():
-        sys.stderr.write(caret + "\n")
+    try:
+        sys.stderr.write(f"Error: {printable(message)}\n")
+        if caret and _isatty(sys.stderr):
+            sys.stderr.write(caret + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr closed or full: the exit status still says it
+
+
+def _write_failed(exc: BaseException) -> str:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"cannot write the output to stdout: {reason}"
+
+
+# What a terminal that cannot show Unicode gets instead (PYTHONIOENCODING=ascii, LANG=C).
+_ASCII = {
+    "\u2714": "ok", "\u2718": "x", "\u2500": "-", "\u2501": "-", "\u2502": "|",
+    "\u2503": "|", "\u256d": "+", "\u256e": "+", "\u256f": "+", "\u2570": "+",
+    "\u23a1": "[", "\u23a2": "[", "\u23a3": "[", "\u23a4": "]", "\u23a5": "]",
+    "\u23a6": "]", "\u239b": "(", "\u239c": "(", "\u239d": "(", "\u239e": ")",
+    "\u239f": ")", "\u23a0": ")", "\u22c5": "*", "\u00b7": "*", "\u221a": "sqrt",
+    "\u03c0": "pi", "\u212f": "E", "\u2026": "...", "\u2264": "<=", "\u2265": ">=",
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2192": "->", "\u2248": "~",
+}  # fmt: skip
+
+
+def _encodable(text: str, encoding: str | None) -> str:
+    """`text`, or where the output encoding cannot hold it, an ASCII rendering of it."""
+    try:
+        text.encode(encoding or "utf-8")
+        return text
+    except (UnicodeEncodeError, LookupError):
+        pass
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+        elif ch in _ASCII:
+            out.append(_ASCII[ch])
+        else:
+            folded = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append(folded or ("-" if unicodedata.name(ch, "").startswith("BOX") else "?"))
+    return "".join(out)
+
+
+def _emit(text: str) -> None:
+    """Write the whole output, signals deferred until it is written (a report is never cut
+    by SIGTERM or SIGHUP); a closed or full stdout is an OutputError."""
+    stream = sys.stdout
+    text = _encodable(text, getattr(stream, "encoding", None))
+    with _deferred_signals():
+        try:
+            stream.write(text)
+            stream.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        except (OSError, ValueError, AttributeError) as exc:
+            raise OutputError(_write_failed(exc)) from None
+
+
+class _deferred_signals:
+    """Block SIGINT, SIGTERM and SIGHUP in this thread while output is written."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __enter__(self) -> None:
+        import signal
+
+        self.old: Any = None
+        if (
+            hasattr(signal, "pthread_sigmask")
+            and threading.current_thread() is threading.main_thread()
+        ):
+            sigs = {getattr(signal, n) for n in self.SIGNALS if hasattr(signal, n)}
+            self.old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+
+
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP arrived (raised in the main thread by the handler)."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise _Signalled(signum)
+
+
+class _LineWriter:
+    """--points --json lines, written whole whatever ends the run.
+
+    Each os.write carries whole lines, at most PIPE_BUF bytes of them where lines are that
+    short (a pipe takes such a write whole or not at all), retried until all is written,
+    under a lock; `stop` (at a timeout, a signal, Ctrl-C) waits for the piece in flight and
+    then lets no more start, so the process can leave without cutting a line."""
+
+    PIECE = 4096  # PIPE_BUF on Linux
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd  # None: write through sys.stdout (in memory: nothing to cut)
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def write(self, block: bytes) -> None:
+        data = block + b"\n"
+        view = memoryview(data)
+        start, n = 0, len(data)
+        while start < n:
+            end = start + self.PIECE
+            if end < n:
+                cut = data.rfind(b"\n", start, end)
+                end = (cut if cut >= start else data.find(b"\n", end)) + 1
+            else:
+                end = n
+            with self.lock:
+                if self.closed:
+                    raise BrokenPipeError  # the run is ending: stop quietly
+                piece = view[start:end]
+                try:
+                    if self.fd is None:
+                        self._through_stdout(piece.tobytes())
+                        piece = piece[len(piece) :]
+                    while piece:
+                        piece = piece[os.write(self.fd, piece) :]  # type: ignore[arg-type]
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    raise OutputError(_write_failed(exc)) from None
+            start = end
+
+    @staticmethod
+    def _through_stdout(data: bytes) -> None:
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            out.write(data)
+        else:
+            sys.stdout.write(data.decode("ascii"))
+
+    def stop(self, wait: float = 5.0) -> None:
+        if self.lock.acquire(timeout=wait):  # kept: nothing is written after this
+            self.closed = True
 
 
 def _read_source(functions: str | None, file: Path | None) -> str:
@@ -125,15 +271,16 @@ def _read_source(functions: str | None, file: Path | None) -> str:
             "give the functions either as an argument or with -f, not both", where="usage"
         )
     if file is not None:
+        where = f"-f {printable(str(file))}"
         try:
-            data = file.read_bytes()
+            with open(file, "rb") as f:
+                return _read_text(f, where)
         except OSError as exc:
             raise InputError(
-                f"cannot read {printable(str(file))}: {exc.strerror}",
+                f"cannot read {printable(str(file))}: {exc.strerror or exc}",
                 where="-f",
                 fix="check the path",
             ) from None
-        return _decode(data, f"-f {printable(str(file))}")
     if functions is None:
         raise InputError(
             "no functions given",
@@ -141,21 +288,59 @@ def _read_source(functions: str | None, file: Path | None) -> str:
             fix='pass them as an argument, e.g. vjp "x**2; x*y" --at 1,2',
         )
     if functions == "-":
-        return _decode(
-            sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
-            "stdin",
-        )
+        if sys.stdin is None:
+            raise InputError("stdin is closed", where="stdin", fix="pass the functions as text")
+        binary = getattr(sys.stdin, "buffer", None)
+        if binary is None:  # a text-only stdin (embedding)
+            return _decode(sys.stdin.read(MAX_READ + 1).encode(), "stdin")
+        try:
+            return _read_text(binary, "stdin")
+        except OSError as exc:
+            raise InputError(f"cannot read stdin: {exc.strerror or exc}", where="stdin") from None
     return functions
 
 
-def _decode(data: bytes, where: str) -> str:
-    from .lang import MAX_INPUT_CHARS
+MAX_READ = 1_000_000  # lang.MAX_INPUT_CHARS, without importing the parser for --help
 
-    if len(data) > 4 * MAX_INPUT_CHARS:
+
+def _read_text(binary: Any, where: str) -> str:
+    """UTF-8 text from a binary stream, reading at most MAX_READ + 1 characters: a longer
+    input (or /dev/zero) is refused without being read to its end."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
+    chars = consumed = 0
+    while True:
+        # never more bytes than characters still allowed: each byte is at most one character
+        block = binary.read(min(1 << 16, MAX_READ + 1 - chars))
+        try:
+            text = decoder.decode(block or b"", final=not block)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"not valid UTF-8 (byte {consumed + exc.start})",
+                where=where,
+                fix="save the file as UTF-8 text",
+            ) from None
+        if not block:
+            return "".join(parts)
+        consumed += len(block)
+        chars += len(text)
+        parts.append(text)
+        if chars > MAX_READ:
+            raise LimitError(
+                f"input is more than the limit of {MAX_READ:,} characters",
+                where=where,
+                fix="split the problem or read it from a smaller file",
+            )
+
+
+def _decode(data: bytes, where: str) -> str:
+    if len(data) > 4 * MAX_READ:
         raise LimitError(
             f"input is {len(data):,} bytes",
             where=where,
-            fix=f"the limit is {MAX_INPUT_CHARS:,} characters",
+            fix=f"the limit is {MAX_READ:,} characters",
         )
     try:
         return data.decode("utf-8")
@@ -165,13 +350,70 @@ def _decode(data: bytes, where: str) -> str:
         ) from None
 
 
+def _seconds(text: str | float) -> float:
+    """--timeout: a positive number of seconds, or 0 (or inf) for no limit (returned as 0).
+    Values beyond what a thread can wait for mean no limit too."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    elif text.strip().lower() in ("inf", "+inf"):
+        return 0.0
+    else:
+        from .lang import evaluate_constant
+
+        value = evaluate_constant(text, "--timeout")
+    if not value >= 0:  # negative (nan cannot come through evaluate_constant)
+        raise InputError(
+            f"{printable(str(text))} is not a number of seconds",
+            where="--timeout",
+            fix="give a positive number, or 0 for no limit",
+        )
+    return 0.0 if value >= threading.TIMEOUT_MAX else value
+
+
+def _tolerance(text: str | float | None, name: str) -> float | None:
+    """--rtol/--atol: a number in the expression language's syntax (1e-7, 2**-20)."""
+    if text is None or isinstance(text, (int, float)):
+        return text
+    from .lang import evaluate_constant
+
+    return evaluate_constant(text, name)
+
+
 def _console(width_hint: int = 0) -> Any:
+    """A rich Console that renders into memory as it would onto stdout (terminal or not, its
+    encoding): nothing touches stdout until _emit writes the whole text."""
+    import io
+
     from rich.console import Console
 
-    if sys.stdout.isatty():
-        return Console(file=sys.stdout, highlight=False)
+    class Buffer(io.StringIO):
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # type: ignore[assignment]
+
+    tty = _isatty(sys.stdout)
+    if tty:
+        return Console(file=Buffer(), highlight=False, width=_terminal_width(), force_terminal=True)
     # Piped: no colour (rich decides that), and wide enough that a matrix is never wrapped.
-    return Console(file=sys.stdout, highlight=False, width=max(160, width_hint))
+    return Console(file=Buffer(), highlight=False, width=max(160, width_hint), force_terminal=False)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _terminal_width() -> int:
+    """COLUMNS when it is a positive integer, else the terminal's own width, else 80: an
+    invalid COLUMNS (0, -3, abc) is treated as unknown, never as a width of 0."""
+    text = os.environ.get("COLUMNS", "")
+    if text.isascii() and text.isdigit() and 0 < int(text) < 100_000:
+        return int(text)
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        width = 0
+    return width if width > 0 else 80
 
 
 @app.command(cls=_OneLineErrors, help=HELP, no_args_is_help=False)
@@ -251,11 +493,11 @@ def vjp(
         ),
     ] = "auto",
     rtol: Annotated[
-        float | None,
+        str | None,
         typer.Option(help="Relative tolerance (default 1e-7 for float64, 1.3e-6 for float32)."),
     ] = None,
     atol: Annotated[
-        float | None,
+        str | None,
         typer.Option(help="Absolute tolerance (default 1e-7 for float64, 1e-5 for float32)."),
     ] = None,
     full: Annotated[
@@ -266,8 +508,12 @@ def vjp(
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
     timeout: Annotated[
-        float, typer.Option(help="Stop with exit 2 after this many seconds (0: no limit).")
-    ] = 60.0,
+        str,
+        typer.Option(
+            help="Stop with exit 2 after this many seconds, reading the input included "
+            "(0 or inf: no limit)."
+        ),
+    ] = "60",
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
@@ -344,6 +590,30 @@ def _in_worker(work: Callable[[], Any], seconds: float) -> Any:
     return box["value"]
 
 
+def _waiting(work: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`work` (reading input, which may block on a pipe or FIFO) in a daemon thread, waited
+    for at most `seconds` (0: no limit); _TimeUp(what) when it is not done by then. The
+    blocked thread is left behind: the process is about to exit."""
+    if not seconds:
+        return work()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="vjp-reader", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise _TimeUp(what)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def execute(
     *,
     functions: str | None,
@@ -358,11 +628,11 @@ def execute(
     dtype: str,
     device: str,
     engine: str = "auto",
-    rtol: float | None,
-    atol: float | None,
+    rtol: float | str | None,
+    atol: float | str | None,
     json_out: bool,
     full: bool = False,
-    timeout: float = 0.0,
+    timeout: float | str = 0.0,
     debug: bool = False,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status."""
@@ -375,16 +645,27 @@ def execute(
 
         warnings.simplefilter("ignore")
 
-    # what api.make_problem needs besides the point, v and u, for either path
-    options: dict[str, Any] = dict(
-        variables=variables, outputs=outputs, dtype=dtype, device=device, rtol=rtol, atol=atol,
-        engine=engine,
-    )  # fmt: skip
+    import time
+
+    start = time.monotonic()
+    seconds = 0.0
     try:
-        source = _read_source(functions, file)
+        seconds = _seconds(timeout)
+        # what api.make_problem needs besides the point, v and u, for either path
+        options: dict[str, Any] = dict(
+            variables=variables, outputs=outputs, dtype=dtype, device=device,
+            rtol=_tolerance(rtol, "--rtol"), atol=_tolerance(atol, "--atol"), engine=engine,
+        )  # fmt: skip
+        what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
+        # under the clock: a FIFO nobody writes to, or `sleep 60 | vjp -`, stops in time
+        source = _waiting(
+            lambda: _read_source(functions, file), seconds, f"reading the functions from {what}"
+        )
+        if seconds:
+            seconds = max(seconds - (time.monotonic() - start), 1e-3)
         if points is not None:
             return _batch(
-                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=timeout
+                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=seconds
             )
 
         def work() -> tuple[Any, str]:
@@ -394,22 +675,31 @@ def execute(
             report = api.solve(program, problem)
             return report, _render(report, json_out, full)
 
-        report, output = _in_worker(work, timeout)
+        report, output = _in_worker(work, seconds)
     except InputError as exc:
         _error(exc.one_line(), exc.caret())
         return ExitCode.BAD_INPUT
     except JvpError as exc:
         _error(str(exc))
         return ExitCode.BAD_INPUT
-    except _TimeUp:
+    except _TimeUp as exc:
+        total = _seconds(timeout)
+        if exc.args:
+            _error(f"timed out after {total:g} s {exc.args[0]} (--timeout)")
+            return ExitCode.BAD_INPUT
         _error(
-            f"stopped after {timeout:g} s (--timeout): the problem is too large or too hard "
+            f"stopped after {total:g} s (--timeout): the problem is too large or too hard "
             "to finish in time; simplify it or raise --timeout (0: no limit)"
         )
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED
+    except _Signalled as exc:
+        import signal
+
+        _error(f"stopped by {signal.Signals(exc.args[0]).name}")
+        return 128 + exc.args[0]  # type: ignore[return-value]
     except RecursionError:
         _error(
             "the expression is nested too deeply for the engines; name intermediate "
@@ -419,23 +709,37 @@ def execute(
     except MemoryError:
         _error("out of memory: the problem is too large for this machine")
         return ExitCode.BAD_INPUT
-    except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
-        if debug:
-            import traceback
-
-            traceback.print_exc()
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            return _internal(exc, debug)
+        # the last line of defence behind lang.check_bounds: an exact constant of the
+        # result (e.g. a sum of many fractions) has more digits than Python will print
         _error(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
-            "traceback, and please report it)"
+            f"a constant in the result has more than {sys.get_int_max_str_digits():,} "
+            "digits; keep constants within 1e-300 .. 1e300 and use fewer exact fractions"
         )
-        return ExitCode.INTERNAL
+        return ExitCode.BAD_INPUT
+    except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
+        return _internal(exc, debug)
 
     try:
-        sys.stdout.write(output)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
+        _emit(output)
+    except OutputError as exc:
+        _error(str(exc))
+        return ExitCode.BAD_INPUT
     return report.exit_code
+
+
+def _internal(exc: BaseException, debug: bool) -> ExitCode:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    _error(
+        f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+        "traceback, and please report it)"
+    )
+    return ExitCode.INTERNAL
 
 
 def _batch(
@@ -463,54 +767,67 @@ def _batch(
     if v:
         parsed = api.parse_values(v, program.outputs, "--v", "functions (outputs)")
         fixed_v = [x for name in program.outputs for x in parsed[name][1]]
-    try:
-        stream = sys.stdin if points == "-" else open(points, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(
-            f"cannot read {printable(points)}: {exc.strerror}", where="--points"
-        ) from None
-    bar = _Progress() if sys.stderr.isatty() else None
 
-    out = getattr(sys.stdout, "buffer", None)
+    def open_points() -> Any:
+        if points == "-":
+            if sys.stdin is None:
+                raise InputError("stdin is closed", where="--points")
+            return getattr(sys.stdin, "buffer", sys.stdin)
+        try:
+            # opened in the worker: a FIFO that nobody opens for writing blocks here, and
+            # --timeout still holds. Bytes: batch decodes each line, naming a bad one.
+            return open(points, "rb")
+        except OSError as exc:
+            raise InputError(
+                f"cannot read {printable(points)}: {exc.strerror or exc}", where="--points"
+            ) from None
 
-    def write(block: bytes) -> None:
-        if out is None:  # a text-only stdout (embedding): decode
-            sys.stdout.write(block.decode("ascii") + "\n")
-            return
-        sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
-        out.write(block)  # the bytes as they are: no decode and encode of every chunk
-        out.write(b"\n")
+    bar = _Progress() if _isatty(sys.stderr) else None
+
+    lines: _LineWriter | None = None
+    if json_out:
+        import io
+
+        try:
+            sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
+            lines = _LineWriter(sys.stdout.fileno())
+        except io.UnsupportedOperation:  # an in-memory stdout (embedding, CliRunner)
+            lines = _LineWriter(None)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise OutputError(_write_failed(exc)) from None
 
     def work() -> Any:
+        stream = open_points()
         try:
             return batch.run(
                 program,
                 problem,
                 stream,
                 fixed_v,
-                write if json_out else None,
+                lines.write if lines is not None else None,
                 bar.update if bar else None,
             )
         finally:
-            if stream is not sys.stdin:
+            if points != "-":
                 stream.close()
             if bar is not None:
                 bar.stop()
 
     try:
         summary = _in_worker(work, timeout)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not valid UTF-8 (byte {exc.start})", where="--points") from None
+    except BaseException:
+        if lines is not None:  # a timeout, a signal: let the line in flight finish
+            lines.stop()
+        raise
     if summary.truncated:
         _silence_stdout()
     elif not json_out:
         from .render import batch_summary
 
-        table = batch_summary(summary)
-        try:
-            _console().print(table)
-        except BrokenPipeError:
-            _silence_stdout()
+        console = _console()
+        with console.capture() as capture:
+            console.print(batch_summary(summary))
+        _emit(capture.get())
     ok = summary.disagree == 0 and summary.undefined == 0
     return ExitCode.AGREE if ok else ExitCode.DISAGREE
 
@@ -564,18 +881,66 @@ def main(argv: list[str] | None = None) -> None:
     # with 2 threads, 11 us with 1, measured on the 2-core CI machines). A user's own
     # OMP_NUM_THREADS wins.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    code = run(argv)
+    _standard_streams()
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):  # ended from outside: stop cleanly, lines whole
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_signal)
     try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
+        code = run(argv)
+    except _Signalled as exc:
+        code = 128 + exc.args[0]
+    except KeyboardInterrupt:
+        code = int(ExitCode.INTERRUPTED)
     try:
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
     # Skipping teardown saves a large part of a second once torch is loaded; all output has
     # been flushed above and no files are open for writing.
     os._exit(code)
+
+
+class _ClosedStdout:
+    """sys.stdout when the process started with fd 1 closed (`>&-`): every write fails,
+    which the CLI reports as exit 2."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(9, "stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(9, "stdout is closed")
+
+
+def _standard_streams() -> None:
+    """Reserve closed fds 0-2 with /dev/null (so no file or pipe opened later becomes
+    "stdout"); a closed stdout then fails on write, a closed stderr swallows messages."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        try:
+            if os.open(os.devnull, os.O_RDWR) != fd:
+                return
+        except OSError:
+            return
+    if 1 in closed:
+        sys.stdout = _ClosedStdout()  # type: ignore[assignment]
+    if 2 in closed:
+        sys.stderr = open(os.devnull, "w")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -585,6 +950,9 @@ def run(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    except (OSError, ValueError) as exc:  # --version onto /dev/full, say
+        _error(_write_failed(exc))
+        code = int(ExitCode.BAD_INPUT)
     return int(code)
 
 

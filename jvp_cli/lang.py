@@ -176,9 +176,14 @@ class Program:
 
 # ---- tokens -----------------------------------------------------------------------------
 
+# A number literal: the one number syntax of every place a number is read (CSV cells take
+# an optional sign too; options and --at take constant expressions built from literals).
+NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_SIGNED = re.compile(r"[ \t]*[+-]?" + NUMBER + r"[ \t]*")
+
 _TOKEN = re.compile(
     r"[ \t\r\f\v]*(?:"  # white space before a token is part of its match
-    r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"(?P<num>" + NUMBER + ")"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op>\*\*|[-+*/^(),;=\n@\[\]:.])"
     r"|(?P<bad>.)"  # anything else: reported with its position
@@ -716,6 +721,7 @@ def parse_program(
     free: dict[str, int] = {}
     all_names = {s.name for s in stmts if s.name is not None}
     bounds: dict[str, Bound] = {}
+    folder = _Folder({})
     for st, st_names in zip(stmts, p.statement_names, strict=True):
         for name, pos in st_names:
             if name in defined:
@@ -740,9 +746,10 @@ def parse_program(
                     fix="give each statement its own name",
                 )
             defined[st.name] = st
-        bound = check_bounds(st.expr, source, where, bounds)
+        bound = check_bounds(st.expr, source, where, bounds, folder)
         if st.name is not None:
             bounds[st.name] = bound
+            folder.defs[st.name] = st.expr
 
     out_names: list[str] = []
     out_exprs: list[Node] = []
@@ -884,35 +891,254 @@ def fold(node: Node, leaf: Callable[[Node], object], combine: Callable[..., obje
 # ---- bounds: refuse constants and powers that no engine could compute quickly ------------
 
 
-Bound = tuple[float | None, float]  # (value of a constant sub-expression or None, degree)
+# (value of a constant sub-expression or None, degree, and the range lo..hi of log10 of the
+# numeric coefficients of its terms, as SymPy will fold them: 3*x*1e200 has (None, 1, 200.5,
+# 200.5), and an outer factor scales that range)
+Bound = tuple[float | None, float, float, float]
+
+FOLD_BUDGET = 2_000_000  # work units for finding what x - x + 10 folds to, per program
+
+# A folded sub-expression: its constant part and the coefficient of each of its terms; a term
+# is a frozenset of (factor, power), a factor a variable or an opaque sub-expression's key.
+Form = tuple[float, dict[object, float]]
 
 
-def check_bounds(node: Node, source: str, where: str, env: dict[str, Bound] | None = None) -> Bound:
+class _Folder:
+    """What SymPy's automatic simplification makes of a sub-expression, roughly: a constant
+    plus a linear combination of product terms with canonical keys, so x - x + 10 is the
+    constant 10, x*y - y*x + 2 is 2 and x/x is 1. Only asked about the base and exponent of
+    powers that are not literally constant; gives up (None) beyond a work budget."""
+
+    def __init__(self, defs: dict[str, Node]) -> None:
+        self.defs = defs  # named statements: SymPy substitutes their expressions
+        self.memo: dict[int, Form | None] = {}
+        self.keys: dict[int, object] = {}
+        self.budget = FOLD_BUDGET
+        self.keep: list[Node] = []  # nodes whose id() is memoised stay alive
+
+    def form(self, n: Node) -> Form | None:
+        k = id(n)
+        if k not in self.memo:
+            self.keep.append(n)
+            self.memo[k] = self._form(n) if self.budget > 0 else None
+        return self.memo[k]
+
+    def _spend(self, units: int) -> bool:
+        self.budget -= units
+        return self.budget > 0
+
+    def key(self, n: Node) -> object:
+        """A canonical key of `n`'s folded form (equal for x*y and y*x)."""
+        k = id(n)
+        if k not in self.keys:
+            f = self.form(n)
+            self.keys[k] = ("id", k) if f is None else (f[0], frozenset(f[1].items()))
+        return self.keys[k]
+
+    def opaque(self, n: Node, tag: object) -> Form:
+        return 0.0, {frozenset({(tag, 1.0)}): 1.0}
+
+    @staticmethod
+    def monomial(f: Form) -> tuple[float, frozenset[tuple[object, float]]] | None:
+        c, terms = f
+        if not terms:
+            return c, frozenset()
+        if c == 0 and len(terms) == 1:
+            ((term, coef),) = terms.items()
+            return coef, term  # type: ignore[return-value]
+        return None
+
+    def product(self, f: Form, g: Form, invert: bool, n: Node, gnode: Node) -> Form | None:
+        mg = self.monomial(g)
+        if mg is not None and not mg[1]:  # a number
+            c = mg[0]
+            if invert:
+                if c == 0:
+                    return None
+                c = 1.0 / c
+            return f[0] * c, {t: a * c for t, a in f[1].items()}
+        if mg is None:  # a sum: an opaque factor
+            mg = 1.0, frozenset({(("add", self.key(gnode)), 1.0)})
+        coef, term = mg
+        if invert:
+            if coef == 0:
+                return None
+            coef, term = 1.0 / coef, frozenset((fac, -p) for fac, p in term)
+        mf = self.monomial(f)
+        if mf is None:
+            if not f[1]:
+                return None
+            return self.opaque(n, ("node", id(n)))
+        powers: dict[object, float] = {}
+        for fac, p in (*mf[1], *term):
+            powers[fac] = powers.get(fac, 0.0) + p
+        merged = frozenset((fac, p) for fac, p in powers.items() if p != 0)
+        total = mf[0] * coef
+        return (total, {}) if not merged else (0.0, {merged: total})
+
+    def _form(self, n: Node) -> Form | None:
+        if isinstance(n, Num):
+            return float(n.value), {}
+        if isinstance(n, Const):
+            return (math.pi if n.id == "pi" else math.e), {}
+        if isinstance(n, Name):
+            if n.id in self.defs:
+                return self.form(self.defs[n.id])
+            return 0.0, {frozenset({(("var", n.id), 1.0)}): 1.0}
+        if isinstance(n, Neg):
+            f = self.form(n.operand)
+            return None if f is None else (-f[0], {t: -a for t, a in f[1].items()})
+        if isinstance(n, Chain) and n.kind == "add":
+            first = self.form(n.first)
+            if first is None:
+                return None
+            c, terms = first[0], dict(first[1])
+            for op, child in n.rest:
+                g = self.form(child)
+                if g is None or not self._spend(len(g[1]) + 1):
+                    return None
+                sign = 1.0 if op == "+" else -1.0
+                c += sign * g[0]
+                for t, a in g[1].items():
+                    old = terms.get(t, 0.0)
+                    new = old + sign * a
+                    if abs(new) <= 1e-12 * max(abs(old), abs(a)):
+                        terms.pop(t, None)  # x - x: cancelled, as SymPy cancels it
+                    else:
+                        terms[t] = new
+            return c, terms
+        if isinstance(n, Chain):
+            f = self.form(n.first)
+            for op, child in n.rest:
+                g = self.form(child)
+                if f is None or g is None or not self._spend(len(f[1]) + 1):
+                    return None
+                if op == "@":
+                    return self.opaque(n, ("node", id(n)))
+                f = self.product(f, g, op == "/", n, child)
+            return f
+        if isinstance(n, Pow):
+            fb, fe = self.form(n.base), self.form(n.exponent)
+            if fb is None or fe is None:
+                return None
+            if not fe[1]:
+                e = fe[0]
+                if not fb[1]:
+                    value = const_eval_node(n, [fb[0], e])
+                    return None if value is None else (value, {})
+                mb = self.monomial(fb)
+                if mb is not None and float(e).is_integer():
+                    coef = const_eval_node(n, [mb[0], e])
+                    if coef is None:
+                        return None
+                    return 0.0, {frozenset((fac, p * e) for fac, p in mb[1]): coef}
+            return self.opaque(n, ("pow", self.key(n.base), self.key(n.exponent)))
+        if isinstance(n, Call):
+            forms = [self.form(a) for a in n.args]
+            if any(f is None for f in forms):
+                return None
+            if all(not f[1] for f in forms) and n.func in _MATH:  # type: ignore[index]
+                value = const_eval_node(n, [f[0] for f in forms])  # type: ignore[index]
+                return None if value is None else (value, {})
+            return self.opaque(n, ("call", n.func, *(self.key(a) for a in n.args)))
+        if isinstance(n, Index):
+            return self.opaque(n, ("index", self.key(n.base), n.items))
+        if isinstance(n, Transpose):
+            return self.opaque(n, ("T", self.key(n.base)))
+        raise AssertionError(n)
+
+
+def _log10(value: float) -> float:
+    return math.log10(abs(value)) if value != 0 and math.isfinite(value) else 0.0
+
+
+def check_bounds(
+    node: Node,
+    source: str,
+    where: str,
+    env: dict[str, Bound] | None = None,
+    folder: _Folder | None = None,
+) -> Bound:
     """Refuse constants and powers that no engine could compute quickly.
 
     Every constant sub-expression is folded with float arithmetic only (never big integers),
     so 2**(10**100) or 9**9**9**9 is refused at once and re-association like
     ((2**60)**60)**60 cannot slip past a per-operator check. Non-constant sub-expressions
-    carry a bound on their polynomial degree, so ((x**60)**60)**60 is refused too. `env`
-    carries the bounds of named statements, so splitting a tower into statements changes
-    nothing."""
+    carry a bound on their polynomial degree, so ((x**60)**60)**60 is refused too, and the
+    range of their numeric coefficients, so x*1e300*1e300 (SymPy: 1e600*x) is refused. The
+    base and exponent of a power are judged by the value SymPy will fold them to, so
+    2**(y - y + 10**5) and (x - x + 10)**10000 are seen as constants. `env` carries the bounds
+    of named statements (and `folder` their expressions), so splitting a tower into
+    statements changes nothing."""
+    folder = folder if folder is not None else _Folder({})
 
     def refuse(n: Node, what: str, fix: str) -> LimitError:
         return LimitError(what, where=where, source=source, pos=n.pos, fix=fix)
 
+    def constant(value: float) -> Bound:
+        lg = _log10(value)
+        return value, 0.0, lg, lg
+
     def leaf(n: Node) -> Bound:
         if isinstance(n, Num):
-            return float(n.value), 0.0
+            return constant(float(n.value))
         if isinstance(n, Const):
-            return (math.pi if n.id == "pi" else math.e), 0.0
+            return constant(math.pi if n.id == "pi" else math.e)
         assert isinstance(n, Name)
-        return env.get(n.id, (None, 1.0)) if env else (None, 1.0)
+        return env.get(n.id, (None, 1.0, 0.0, 0.0)) if env else (None, 1.0, 0.0, 0.0)
+
+    def is_sum(n: Node) -> bool:
+        while isinstance(n, Neg):
+            n = n.operand
+        return isinstance(n, Chain) and n.kind == "add"
+
+    def folded(n: Node, value: float | None) -> float | None:
+        """The constant `n` folds to, or None: x - x + 10 is 10."""
+        if value is not None:
+            return value
+        f = folder.form(n)
+        return f[0] if f is not None and not f[1] else None
+
+    def coefficients(n: Node, vals: list[Bound]) -> tuple[float, float]:
+        """The range of log10 of the numeric coefficients of `n`'s terms."""
+        kind = type(n)
+        if kind is Call or kind is Pow:
+            return 0.0, 0.0  # their numbers stay inside
+        if kind is not Chain:  # Neg, Index, Transpose
+            return vals[0][2], vals[0][3]
+        if n.kind == "add":  # type: ignore[union-attr]
+            return min(v[2] for v in vals), max(v[3] for v in vals)
+        numbers = lo = hi = 0.0
+        others = 0
+        last: tuple[str, Node, Bound] | None = None
+        op, kid = "*", n.first  # type: ignore[union-attr]
+        for k, v in enumerate(vals):
+            if k:
+                op, kid = n.rest[k - 1]  # type: ignore[union-attr]
+            if v[0] is not None:
+                numbers += v[2] if op != "/" else -v[2]
+                continue
+            others += 1
+            last = op, kid, v
+            if (v[2] == 0.0 and v[3] == 0.0) or is_sum(kid):
+                continue
+            lo, hi = (lo + v[2], hi + v[3]) if op != "/" else (lo - v[3], hi - v[2])
+        if others == 1 and last is not None and last[0] != "/" and is_sum(last[1]):
+            v = last[2]  # 3*(x + 1e200*y): SymPy distributes the 3
+            return v[2] + numbers, v[3] + numbers
+        return lo + numbers, hi + numbers
 
     def combine(n: Node, vals: list[Bound]) -> Bound:
-        consts = [v for v, _ in vals]
-        degree = max(d for _, d in vals)
+        consts = [v[0] for v in vals]
+        degree = max(v[1] for v in vals)
+        lo = hi = 0.0
+        if None in consts:
+            lo, hi = coefficients(n, vals)
         if isinstance(n, Pow):
-            (b, db), (e, _) = vals
+            (b, db, blo, bhi), (e, _, _, _) = vals[0], vals[1]
+            if b is None or e is None:
+                e, b = folded(n.exponent, e), folded(n.base, b)
+                consts = [b, e]
             if e is not None and b is None:
                 if abs(e) > MAX_EXPONENT:
                     raise refuse(
@@ -921,8 +1147,14 @@ def check_bounds(node: Node, source: str, where: str, env: dict[str, Bound] | No
                         "use a smaller exponent",
                     )
                 degree = db * max(1.0, abs(e))
+                if not is_sum(n.base):  # (2*x)**3 is 8*x**3; (x + 2)**3 stays
+                    lo, hi = sorted((blo * e, bhi * e))
+                else:
+                    f = folder.form(n.base)
+                    m = _Folder.monomial(f) if f is not None else None
+                    lo = hi = _log10(m[0]) * e if m is not None else 0.0
         elif isinstance(n, Chain) and n.kind == "mul":
-            degree = sum(d for _, d in vals)
+            degree = sum(v[1] for v in vals)
         if degree > MAX_DEGREE:
             raise refuse(
                 n,
@@ -930,11 +1162,21 @@ def check_bounds(node: Node, source: str, where: str, env: dict[str, Bound] | No
                 "use smaller exponents",
             )
         if any(c is None for c in consts):
-            return None, degree
+            if max(abs(lo), abs(hi)) > MAX_CONST_LOG10:
+                big = hi if abs(hi) >= abs(lo) else lo
+                raise refuse(
+                    n,
+                    f"numeric factors here multiply to about 1e{big:.0f}, beyond the range "
+                    "1e-300 .. 1e300",
+                    "keep constants within 1e-300 .. 1e300",
+                )
+            return None, degree, lo, hi
         value = const_eval_node(n, consts)  # type: ignore[arg-type]
         if value is None:
-            return None, 0.0  # undefined constant (e.g. log(0)): left for the engines to report
-        if math.isinf(value) or (value != 0 and abs(math.log10(abs(value))) > MAX_CONST_LOG10):
+            # undefined constant (e.g. log(0)): left for the engines to report
+            return None, 0.0, 0.0, 0.0
+        if not math.isfinite(value) or abs(_log10(value)) > MAX_CONST_LOG10:
+            # NaN too: 1e300*1e300*0 overflows on the way, while SymPy folds it exactly
             shown = unparse(n)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise refuse(
@@ -942,7 +1184,7 @@ def check_bounds(node: Node, source: str, where: str, env: dict[str, Bound] | No
                 f"constant {shown} is beyond the range 1e-300 .. 1e300 in magnitude",
                 "keep constants within 1e-300 .. 1e300",
             )
-        return value, 0.0
+        return constant(value)
 
     result = fold(node, leaf, combine)
     assert isinstance(result, tuple)
@@ -990,6 +1232,26 @@ def const_eval_node(n: Node, args: Sequence[float]) -> float | None:
     except OverflowError:
         return math.inf
     raise AssertionError(f"not a constant node: {n!r}")
+
+
+def read_number(text: str, where: str) -> float:
+    """One number as data (a CSV cell): an optional sign and a number literal of the
+    language (ASCII digits, no '_', no nan or inf), finite in float64."""
+    if not _SIGNED.fullmatch(text) or len(text.strip()) > MAX_NUMBER_CHARS + 1:
+        shown = printable(text.strip()[:40])
+        raise InputError(
+            f"'{shown}' is not a number",
+            where=where,
+            fix="write numbers as the expression language does: 12, -1.5, 2e-3",
+        )
+    value = float(text)
+    if not math.isfinite(value):
+        raise InputError(
+            f"'{printable(text.strip()[:40])}' is beyond float64",
+            where=where,
+            fix="no values beyond 1.8e308",
+        )
+    return value
 
 
 def evaluate_constant(source: str, where: str) -> float:

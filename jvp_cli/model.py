@@ -103,6 +103,10 @@ class LimitError(InputError):
     """The input is well formed but beyond a documented limit (size, depth, magnitude, time)."""
 
 
+class OutputError(JvpError):
+    """stdout cannot be written (closed, a full disk, /dev/full): exit 2, said on stderr."""
+
+
 class EngineError(JvpError):
     """An engine could not compute something the input asked for (exit 2: the input's fault)."""
 

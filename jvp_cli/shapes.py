@@ -16,6 +16,16 @@ from .model import InputError
 Shape = tuple[int, ...]
 
 MAX_ELEMENTS = 100_000  # elements of any one intermediate tensor
+MAX_DIMS = 16  # dimensions of any one tensor (numpy allows 64, torch 32)
+# Reductions with no value over nothing: an empty sum is 0 and an empty product 1, but the
+# max, min, mean, logsumexp or softmax of no elements is undefined.
+NO_EMPTY = {
+    "max": "the max of no elements is undefined",
+    "min": "the min of no elements is undefined",
+    "mean": "the mean of no elements is 0/0",
+    "logsumexp": "logsumexp of no elements is log(0)",
+    "softmax": "softmax over no elements is undefined",
+}
 
 
 def fmt(shape: Shape) -> str:
@@ -94,6 +104,10 @@ class _Inference:
         return d % len(shape)
 
     def check_size(self, node: lang.Node, shape: Shape) -> Shape:
+        if len(shape) > MAX_DIMS:
+            raise self.error(
+                node, f"a tensor of {len(shape)} dimensions (limit {MAX_DIMS})", fix="reshape it"
+            )
         if math.prod(shape) > MAX_ELEMENTS:
             raise self.error(
                 node, f"a tensor of shape {fmt(shape)} has more than {MAX_ELEMENTS:,} elements"
@@ -156,14 +170,16 @@ class _Inference:
         x = args[0]
         if f in ("sum", "mean", "prod", "max", "min", "logsumexp"):
             if len(n.args) == 1:
+                self.not_empty(n, x, math.prod(x))
                 return ()
             d = self.dim(n, n.args[1], x, f)
+            self.not_empty(n, x, x[d])
             return x[:d] + x[d + 1 :]
         if f == "softmax":
             if not x:
                 raise self.error(n, "softmax needs a tensor, got a scalar")
-            if len(n.args) == 2:
-                self.dim(n, n.args[1], x, f)
+            d = self.dim(n, n.args[1], x, f) if len(n.args) == 2 else len(x) - 1
+            self.not_empty(n, x, x[d])
             return x
         if f == "norm":
             return ()
@@ -179,6 +195,16 @@ class _Inference:
         if f == "reshape":
             return self.reshape(n, x)
         raise AssertionError(f)
+
+    def not_empty(self, n: lang.Call, shape: Shape, reduced: int) -> None:
+        """Refuse max/min/mean/logsumexp/softmax over an empty extent (`reduced` elements
+        per lane), e.g. max(x[2:1])."""
+        if reduced == 0 and n.func in NO_EMPTY:
+            raise self.error(
+                n,
+                f"{n.func}(...) reduces an empty tensor of shape {fmt(shape)}: {NO_EMPTY[n.func]}",
+                fix="check the slice bounds (an empty sum is 0, an empty product 1)",
+            )
 
     def reshape(self, n: lang.Call, x: Shape) -> Shape:
         sizes = []

@@ -183,3 +183,52 @@ def _flat(values: object) -> list[float]:
         return [x for v in values for x in _flat(v)]
     assert isinstance(values, float)
     return [values]
+
+
+# --- issue 10: random tensor programs with slices, shapes and constant sub-expressions
+
+CONSTANT_PARTS = st.sampled_from(
+    ["(x[0] - x[0] + 10)", "1e300", "1e-300", "10**300", "(y - y + 10**5)", "2", "0",
+     "(1e300*1e300*0 + 10)", "(x[0]*y - y*x[0] + 3)", "1e200", "10"]
+)  # fmt: skip
+SLICE = st.builds(
+    lambda a, b, c: f"{'' if a is None else a}:{'' if b is None else b}"
+    + ("" if c is None else f":{c}"),
+    st.none() | st.integers(-4, 4), st.none() | st.integers(-4, 4), st.none() | st.integers(1, 3),
+)  # fmt: skip
+VECTOR_LEAVES = st.one_of(
+    st.just("x"), SLICE.map(lambda s: f"x[{s}]"), SLICE.map(lambda s: f"A[{s}, 0]"),
+    st.builds(lambda s, t: f"A[{s}, {t}]", SLICE, SLICE),
+)  # fmt: skip
+SCALARS = st.recursive(
+    st.one_of(
+        st.just("y"),
+        CONSTANT_PARTS,
+        st.builds(lambda f, t: f"{f}({t})",
+                  st.sampled_from(["sum", "mean", "prod", "max", "min", "logsumexp", "norm"]),
+                  VECTOR_LEAVES),
+        st.builds(lambda t, d: f"sum({t}, {d})", VECTOR_LEAVES, st.integers(-2, 1)),
+        st.builds(lambda t: f"sum(softmax({t}))", VECTOR_LEAVES),
+        st.integers(-3, 3).map(lambda i: f"x[{i}]"),
+    ),
+    lambda inner: st.one_of(
+        st.builds(lambda a, op, b: f"({a}{op}{b})", inner, st.sampled_from("+-*/"), inner),
+        st.builds(lambda a, b: f"{a}**{b}", inner, st.sampled_from(["2", "y", "(y-y+3)",
+                                                                    "10000", "0.5"])),
+        st.builds(lambda f, a: f"{f}({a})", st.sampled_from(["sin", "exp", "log", "sqrt"]), inner),
+    ),
+    max_leaves=6,
+)  # fmt: skip
+
+
+# few examples: each runs both engines (about half a second); the bad-input cases of
+# tests/test_bounded.py hold the known classes
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(SCALARS, st.integers(1, 4), st.integers(1, 3), st.booleans())
+def test_random_tensor_programs_never_reach_an_internal_error(  # type: ignore[no-untyped-def]
+    vjp, text: str, n: int, rows: int, at: bool
+) -> None:
+    args = ["--json", "--shape", f"x={n}", "--shape", f"A={rows},2"]
+    if at:
+        args += ["--at", "x=arange,A=ones,y=0.5"]
+    _check(vjp, ["--vars", "x,A,y", *args, "--", f"{text} + 0*sum(A) + 0*y"])
