@@ -421,10 +421,13 @@ def _with_v(
         if V is None or np.isnan(V).any():
             missing = np.ones(len(lines), dtype=bool) if V is None else np.isnan(V).any(axis=1)
             if default_v is None:
-                first = lines[int(np.argmax(missing))] if V is not None else None
+                # a bad row like any other: the rows before it are still computed
+                k = int(np.argmax(missing))
+                if V is not None and k > 0:
+                    yield lines[:k], X[:k], V[:k]
                 raise InputError(
                     f"no v for the {m} outputs",
-                    where=f"--points line {first}" if first is not None else "--points",
+                    where=f"--points line {lines[k]}",
                     fix='pass --v, or v:NAME columns / a "v" key per row',
                 )
             if V is None:

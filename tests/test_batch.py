@@ -387,3 +387,17 @@ def test_certified_vjp_never_parses_text(tmp_path) -> None:
     with pytest.raises(TypeError):
         numeric.certified_vjp([{0: text}], [sp.Symbol("x")], sp, [])
     assert not marker.exists()
+
+
+def test_json_row_without_v_is_a_bad_row_like_csv(vjp) -> None:  # type: ignore[no-untyped-def]
+    # the rows before a bad row come out, in both formats, whatever the row's fault
+    rows = ['{"x": 1, "y": 2, "v": [1, 1]}', '{"x": 2, "y": 2, "v": [1, 1]}', '{"x": 3, "y": 2}',
+            '{"x": 4, "y": 2, "v": [1, 1]}']  # fmt: skip
+    r = vjp("x*y; x+y", "--points", "-", "--json", input="\n".join(rows) + "\n", code=2)
+    out = lines_of(r.stdout)
+    assert [o["line"] for o in out] == [1, 2]
+    assert out[1]["vjp"]["sympy"] == [2.0 + 1.0, 2.0 + 1.0]  # (y + 1, x + 1) at (2, 2)
+    assert "line 3" in r.stderr and "no v" in r.stderr
+    csv = "x,y,v:f1,v:f2\n1,2,1,1\n2,2,1,1\n3,2,x,1\n"
+    r = vjp("x*y; x+y", "--points", "-", "--json", input=csv, code=2)
+    assert [o["line"] for o in lines_of(r.stdout)] == [2, 3] and "line 4" in r.stderr
