@@ -492,8 +492,10 @@ def _stable_form(program: lang.Program, hit: lang.Node) -> str | None:
             return f"write it as softplus(...): {_STABLE['softplus']}"
         if isinstance(p, lang.Call) and p.func == "sum":
             return f"use logsumexp or softmax: {_STABLE['logsumexp']}"
-        if isinstance(p, lang.Chain) and p.kind == "mul" and any(
-            op == "/" and isinstance(k, lang.Call) and k.func == "sum" for op, k in p.rest
+        if (
+            isinstance(p, lang.Chain)
+            and p.kind == "mul"
+            and any(op == "/" and isinstance(k, lang.Call) and k.func == "sum" for op, k in p.rest)
         ):
             return f"use softmax: {_STABLE['softmax']}"
     if isinstance(hit, lang.Call) and hit.func == "exp":

@@ -88,12 +88,6 @@ class Bounds:
         mag, d = self.bound(e)
         return e, mag, d
 
-    def radius(self, e: Any) -> Any:
-        """A first-order bound on |fl(e) - e| as one expression (for tests and the
-        single-expression case): d(e) * u * A(e)."""
-        mag, d = self.bound(e)
-        return d * U * mag
-
     def bound(self, e: Any) -> tuple[Any, int]:
         """(A(e), d(e)): |fl(e) - e| <= d(e) * u * A(e), to first order."""
         hit = self.memo.get(e)

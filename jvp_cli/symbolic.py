@@ -13,7 +13,7 @@ and d relu(u) = Heaviside(u, nan). The CLI reports such entries as undefined.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,7 +21,7 @@ import sympy as sp
 from sympy.core.evalf import PrecisionExhausted
 
 from . import arrays, domain, lang
-from .model import EngineError, SymbolicResult
+from .model import SymbolicResult
 from .shapes import Shape, labels
 
 DPS = 30  # significant digits of the reference values
@@ -112,27 +112,6 @@ def jacobian(outputs: Sequence[Any], symbols: Sequence[Any]) -> list[Sparse]:
     """Row by row, the nonzero entries of d outputs_i / d symbols_j."""
     index = {s: k for k, s in enumerate(symbols)}
     return [gradient(f, index) for f in outputs]
-
-
-def to_float(value: Any) -> float:
-    """A SymPy number as float64: NaN for nan/complex, +-inf for infinities."""
-    if value is sp.nan or value is sp.zoo:
-        return math.nan
-    if value is sp.oo:
-        return math.inf
-    if value is sp.S.NegativeInfinity:
-        return -math.inf
-    if not value.is_number:
-        raise EngineError(f"could not evaluate {value} to a number")
-    re_part, im_part = value.as_real_imag()
-    if im_part != 0:
-        im_f = float(im_part)
-        if im_f != 0.0 or not im_part.is_zero:
-            return math.nan
-    try:
-        return float(re_part)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _value_at(expr: Any, subs: dict[Any, Any]) -> Any:
@@ -396,27 +375,29 @@ def _values_at(
     domain walk, every other entry at 30 correct digits."""
     symbols = built.symbols
     undefined = domain.undefined_rows(program, shapes, point, built.sizes)
+    # The point's float64 values exactly, as rationals: exact arithmetic where it can be
+    # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
+    exact = [sp.Rational(x) for x in point]
+    value_of: Callable[[Any, int], tuple[Any, str | None]]
     if engine == "symengine":
         import symengine as se
 
-        subs = {s: se.Rational(q.numerator, q.denominator)
-                for s, q in zip(symbols, map(_exact, point), strict=True)}  # fmt: skip
-        exact_subs = {sp.Symbol(str(s)): sp.Rational(x) for s, x in zip(symbols, point,
-                                                                       strict=True)}  # fmt: skip
-        ref = _Values(built.rows, built.cols, undefined, len(symbols), exact_subs)
-        for i, row in enumerate(jac):
-            for j, e in row.items():
-                if ref.row_ok(i):
-                    ref.set(i, j, e, _symengine_value(e, subs, symbols, j, point))
-        return ref
-    # The point's float64 values exactly, as rationals: exact arithmetic where it can be
-    # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
-    subs = {s: sp.Rational(x) for s, x in zip(symbols, point, strict=True)}
+        se_subs = {s: se.Rational(q.p, q.q) for s, q in zip(symbols, exact, strict=True)}
+        subs = {sp.Symbol(str(s)): q for s, q in zip(symbols, exact, strict=True)}
+
+        def value_of(e: Any, j: int) -> tuple[Any, str | None]:
+            return _symengine_value(e, se_subs, symbols, j, point)
+    else:
+        subs = dict(zip(symbols, exact, strict=True))
+
+        def value_of(e: Any, j: int) -> tuple[Any, str | None]:
+            return _sympy_value(e, subs, symbols[j])
+
     ref = _Values(built.rows, built.cols, undefined, len(symbols), subs)
     for i, row in enumerate(jac):
-        for j, e in row.items():
-            if ref.row_ok(i):
-                ref.set(i, j, e, _sympy_value(e, subs, symbols[j]))
+        if ref.row_ok(i):
+            for j, e in row.items():
+                ref.set(i, j, e, value_of(e, j))
     return ref
 
 
@@ -460,12 +441,6 @@ def _evaluate_symengine(
     ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
                      "symengine", point)  # fmt: skip
     return ref.result(text, "", "", nonzeros, v, u)
-
-
-def _exact(x: float) -> Any:
-    from fractions import Fraction
-
-    return Fraction(x)
 
 
 def _symengine_value(
