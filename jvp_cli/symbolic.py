@@ -446,7 +446,7 @@ def _evaluate_symengine(
 def _symengine_value(
     e: Any, subs: dict[Any, Any], symbols: Sequence[Any], j: int, point: Sequence[float]
 ) -> tuple[Any, str | None]:
-    """One entry at the point by SymEngine at 100 and at 200 bits. Where the two agree to
+    """One entry at the point by SymEngine at 128 and at 256 bits. Where the two agree to
     float64 precision the value is kept; where they do not (cancellation ate the digits of
     one), or it is not a finite real number, SymPy's evalf, which raises its precision
     until it has 30 correct digits, decides from the same expression."""
@@ -454,14 +454,14 @@ def _symengine_value(
 
     sub = e.subs({x: subs[x] for x in e.free_symbols})
     try:
-        lo, hi = sub.evalf(100, real=True), sub.evalf(200, real=True)
+        lo, hi = sub.evalf(128, real=True), sub.evalf(256, real=True)
         f_lo, f_hi = float(lo), float(hi)
     except (TypeError, ValueError, RuntimeError):
         f_lo = f_hi = math.nan
     if math.isfinite(f_hi) and abs(f_lo - f_hi) <= 2.0**-52 * abs(f_hi):
         return f_hi, None  # a float: _Values sums those in float64 (math.fsum)
     if math.isinf(f_hi) and f_lo == f_hi and str(hi) not in ("oo", "-oo", "zoo", "nan"):
-        with mpmath.workprec(200):  # beyond float64: keep the digits
+        with mpmath.workprec(256):  # beyond float64: keep the digits
             return mpmath.mpf(str(hi)), None
     sym = {s: sp.Symbol(str(s), real=True) for s in e.free_symbols}
     tree = sp.sympify(e).xreplace({sp.Symbol(str(s)): t for s, t in sym.items()})
