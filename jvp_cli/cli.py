@@ -54,9 +54,53 @@ class DType(str, Enum):
     float32 = "float32"
 
 
+_LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.DOTALL)
+
+
 class _OneLineErrors(TyperCommand):
     """A Typer command whose usage errors are one `Error:` line and exit 2, however it is
-    invoked (console script, python -m, CliRunner)."""
+    invoked (console script, python -m, CliRunner).
+
+    Before Click sees the arguments, one that starts with '-' but is none of vjp's options
+    (`-x**2 + y`, `-sin(x)`, `-1.71; x2`) is taken as the FUNCTIONS argument, wherever it
+    stands; `--` keeps its usual meaning. `vjp help` alone is `vjp --help`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self.expression_args(list(args)))
+
+    def expression_args(self, args: list[str]) -> list[str]:
+        if args == ["help"]:
+            return ["--help"]
+        takes_value: dict[str, bool] = {}
+        for param in self.params:
+            if param.param_type_name == "option":
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)  # type: ignore[attr-defined]
+        options: list[str] = []
+        expressions: list[str] = []
+        rest: list[str] = []
+        k = 0
+        while k < len(args):
+            arg = args[k]
+            if arg == "--":
+                rest = args[k:]
+                break
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if name in takes_value:
+                options.append(arg)
+                if takes_value[name] and "=" not in arg and k + 1 < len(args):
+                    k += 1
+                    options.append(args[k])  # its value, whatever it looks like
+            elif arg.startswith("-") and arg != "-" and not _LONG_OPTION.fullmatch(arg):
+                expressions.append(arg)  # not an option: an expression such as -x**2
+            else:
+                options.append(arg)  # positional, or an unknown --word Click reports
+            k += 1
+        if not expressions:
+            return args
+        if rest:
+            return [*options, *rest, *expressions]
+        return [*options, "--", *expressions]
 
     def main(  # type: ignore[override]
         self,
@@ -79,13 +123,7 @@ class _OneLineErrors(TyperCommand):
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
             if len(message) > 160:
                 message = message[:150] + "..."
-            hint = "see vjp --help"
-            if "No such option" in message and not re.search(r"option: --?[A-Za-z]", message):
-                hint = (
-                    "an expression that starts with '-' goes after '--', e.g. "
-                    "vjp --at 1 -- '-x^2'; see vjp --help"
-                )
-            _error(f"{message} ({hint})")
+            _error(f"{message} (see vjp --help)")
             code = int(ExitCode.BAD_INPUT)
         except typer.Abort:
             _error("aborted")
