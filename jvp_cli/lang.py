@@ -186,6 +186,7 @@ _TOKEN = re.compile(
     r"(?P<num>" + NUMBER + ")"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op>\*\*|[-+*/^(),;=\n@\[\]:.])"
+    r"|(?P<comment>#[^\n]*)"  # to the end of the line, as in Python
     r"|(?P<bad>.)"  # anything else: reported with its position
     r"|(?P<end>$))",
     re.DOTALL,
@@ -216,7 +217,6 @@ _ASCII_HINTS = {
     "`": "backquotes are not part of the language",
     "{": "use parentheses ( ) for grouping",
     "}": "use parentheses ( ) for grouping",
-    "#": "comments are not part of the language",
     "$": "write names without sigils",
     "\\": "backslashes are not part of the language",
     "?": "conditionals are not part of the language",
@@ -277,14 +277,24 @@ def tokenize(source: str, where: str = "the functions") -> list[Token]:
         )
     tokens: list[Token] = []
     append = tokens.append
+    depth = 0  # open ( and [: a newline inside them continues the statement, as in Python
     for m in _TOKEN.finditer(source):
         kind = m.lastgroup or "end"
         if kind == "end":
             break
+        if kind == "comment":
+            continue
         pos = m.start(kind)
         if kind == "bad":
             raise _bad_char(source[pos], source, pos, where)
         text = m.group(kind)
+        if kind == "op":
+            if text in "([":
+                depth += 1
+            elif text in ")]":
+                depth = max(0, depth - 1)
+            elif text == "\n" and depth:
+                continue
         if kind == "num" and len(text) > MAX_NUMBER_CHARS:
             raise LimitError(
                 f"number literal of {len(text)} characters (limit {MAX_NUMBER_CHARS})",
@@ -568,8 +578,7 @@ class _Parser:
             break
         if not (self.tok.kind == "op" and self.tok.text == "]"):
             raise self.error(
-                f"'[' at column {self._col(open_tok.pos)} is never closed; found "
-                f"{self.describe(self.tok)}",
+                f"'[' at {self._at(open_tok.pos)} is never closed; found {self.describe(self.tok)}",
                 fix="indices are constant integers or slices, closed by ']'",
             )
         self.advance()
@@ -628,8 +637,7 @@ class _Parser:
             self.depth -= 1
             if not (self.tok.kind == "op" and self.tok.text == ")"):
                 raise self.error(
-                    f"'(' at column {self._col(t.pos)} is never closed; found "
-                    f"{self.describe(self.tok)}",
+                    f"'(' at {self._at(t.pos)} is never closed; found {self.describe(self.tok)}",
                     fix="add the missing ')'",
                 )
             self.advance()
@@ -643,6 +651,12 @@ class _Parser:
                 f"unexpected '{t.text}'", t, fix="an operand (number, name or '(') must come first"
             )
         raise self.unexpected(t)
+
+    def _at(self, pos: int) -> str:
+        """Where `pos` is, for a message: its column, and its line when there are several."""
+        if "\n" not in self.source:
+            return f"column {self._col(pos)}"
+        return f"line {self.source.count(chr(10), 0, pos) + 1}, column {self._col(pos)}"
 
     def _col(self, pos: int) -> int:
         return pos - (self.source.rfind("\n", 0, pos) + 1) + 1
@@ -672,7 +686,7 @@ class _Parser:
         self.depth -= 1
         if not (self.tok.kind == "op" and self.tok.text == ")"):
             raise self.error(
-                f"{name}( at column {self._col(open_tok.pos)} is never closed; "
+                f"{name}( at {self._at(open_tok.pos)} is never closed; "
                 f"found {self.describe(self.tok)}",
                 fix="add the missing ')'",
             )
