@@ -38,6 +38,16 @@ Examples:
   vjp -f program.txt --at 1,2     /    vjp - --at 1,2 < program.txt
 
 \b
+Writing the functions:
+  - statements split on ";" or newlines; a newline inside ( ) or [ ]
+    continues the statement; "#" starts a comment to the end of the line
+  - an expression may start with "-" anywhere on the line
+    (vjp "-x**2 + y" --at 1,2); after "--" every argument is FUNCTIONS
+  - E is Euler's number and e an ordinary variable: write exp(x) or
+    E**x for e^x; log is natural, log10(x), log2(x), log(x, b) too
+  - vjp help is vjp --help
+
+\b
 Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 

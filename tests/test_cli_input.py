@@ -93,3 +93,90 @@ def test_a_newline_outside_brackets_still_ends_the_statement(vjp):
 def test_an_unclosed_bracket_names_its_line(vjp):
     r = vjp("-", "--at", "1", input="a = x\ny = sin(x\n", code=2)
     assert "sin( at line 2, column 8 is never closed" in r.stderr
+
+
+def test_log10_log2_and_log_base_b_in_both_engines(vjp):
+    out = vjp("log10(x); log2(x); log(x, b)", "--at", "b=3,x=8", "--json").json()
+    assert out["jacobian"]["agree"] is True
+    assert_close(
+        out["jacobian"]["sympy"],
+        [
+            [0, 1 / (8 * math.log(10))],
+            [0, 1 / (8 * math.log(2))],
+            [-math.log(8) / (3 * math.log(3) ** 2), 1 / (8 * math.log(3))],
+        ],
+    )
+    assert_close(out["jacobian"]["torch"], out["jacobian"]["sympy"])
+
+
+def test_log_base_outside_its_domain_is_undefined(vjp):
+    out = vjp("log(x, b)", "--at", "b=1,x=2", "--json", code=1).json()
+    assert out["jacobian"]["status"] == "undefined"
+    out = vjp("log10(x)", "--at", "-1", "--json", code=1).json()
+    assert out["jacobian"]["status"] == "undefined"
+
+
+def test_log_takes_at_most_two_arguments(vjp):
+    r = vjp("log(x, 2, 3)", "--at", "1", code=2)
+    assert "log takes 1 to 2 arguments, got 3" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("ln(x)", "the natural logarithm is log(x) here"),
+        ("arctan(x)", "write atan(x)"),
+        ("e(x)", "for e^x write exp(x); Euler's number is E"),
+        ("sinn(x)", "did you mean sin?"),
+    ],
+)
+def test_math_habits_get_a_precise_hint(vjp, text, hint):
+    r = vjp(text, "--at", "1", code=2)
+    assert f"unknown function '{text.split('(')[0]}'" in r.stderr
+    assert hint in r.stderr
+
+
+def test_e_as_a_power_base_is_a_variable_and_says_so(vjp):
+    r = vjp("e^x", "--at", "1", code=2)
+    assert "got 1 value but there are 2 variables (e, x)" in r.stderr
+    assert "'e' is read as a variable here: for Euler's number write E" in r.stderr
+    out = vjp("e**x", "--at", "2,3", "--json").json()
+    assert any("for Euler's number write E" in n for n in out["notes"])
+    assert "Euler's number" in vjp("e**x").stdout  # the symbolic-only report too
+    out = vjp("E**x", "--at", "1", "--json").json()
+    assert_close(out["jacobian"]["sympy"], [[math.e]])
+    assert not any("Euler" in n for n in out["notes"])
+
+
+def test_at_x_equals_e_says_euler_is_E(vjp):
+    r = vjp("x", "--at", "x=e", code=2)
+    assert "'e' is not a number; Euler's number is E" in r.stderr
+
+
+def test_outputs_accepts_the_printed_names(vjp):
+    out = vjp("x; y", "--at", "1,2", "--outputs", "f2", "--json").json()
+    assert out["outputs"] == ["f2"]
+    assert out["jacobian"]["sympy"] == [[0.0, 1.0]]
+    out = vjp("x; y", "--at", "1,2", "--v", "f2=3,f1=1", "--json").json()
+    assert out["vjp"]["sympy"] == [1.0, 3.0]
+    r = vjp("x; y", "--outputs", "g", code=2)
+    assert "no statement is called 'g'; the statements are f1, f2" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x", "--at", "1", "--rtol", "-1"], "Error: --rtol must be a finite number >= 0\n"),
+        (["x+y", "--vars", "x"], "Error: --vars does not list y, used at column 3;"),
+        (["x", "--outputs", "f1,f1"], "Error: --outputs: 'f1' is listed twice;"),
+    ],
+)
+def test_messages_name_the_option_once(vjp, args, message):
+    assert vjp(*args, code=2).stderr.startswith(message)
+
+
+def test_help_documents_dashes_comments_and_e(vjp):
+    out = vjp("--help").stdout
+    assert '"#" starts a comment' in out
+    assert 'after "--" every argument is FUNCTIONS' in out
+    assert "E is Euler's number and e an ordinary variable" in out
