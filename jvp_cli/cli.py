@@ -572,6 +572,10 @@ def vjp(
         ),
     ] = False,
 ) -> None:
+    refusal = _refused_combination(functions, file, points, full)
+    if refusal:
+        _error(refusal)
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
     code = execute(
         functions=functions,
         at=at,
@@ -593,6 +597,28 @@ def vjp(
         debug=debug,
     )
     raise typer.Exit(int(code))
+
+
+def _refused_combination(
+    functions: str | None, file: Path | None, points: str | None, full: bool
+) -> str | None:
+    """Options that make no sense together, refused (with the reason) before any work."""
+    if points == "-" and functions == "-":
+        return (
+            "the functions and --points cannot both come from stdin; put one of them in a "
+            "file (-f FILE or --points FILE)"
+        )
+    if points is not None and full:
+        return (
+            "--full shows every entry of one report, and --points writes a summary (or one "
+            "JSON line per point with --json, which holds every entry): drop --full"
+        )
+    if functions is None and file is None and not _isatty(sys.stdin):
+        return (
+            "no functions given, and stdin is not read unless FUNCTIONS is '-': "
+            "vjp - --at 1,2 < program.txt"
+        )
+    return None
 
 
 class _TimeUp(BaseException):

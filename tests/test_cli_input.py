@@ -180,3 +180,37 @@ def test_help_documents_dashes_comments_and_e(vjp):
     assert '"#" starts a comment' in out
     assert 'after "--" every argument is FUNCTIONS' in out
     assert "E is Euler's number and e an ordinary variable" in out
+
+
+def test_no_functions_with_a_redirected_stdin_says_to_use_dash(vjp):
+    r = vjp("--at", "1,2", input="x*y\n", code=2)
+    assert "stdin is not read unless FUNCTIONS is '-': vjp - --at 1,2" in r.stderr
+    out = vjp("-", "--at", "1,2", "--json", input="x*y\n").json()
+    assert out["jacobian"]["sympy"] == [[2.0, 1.0]]
+
+
+def test_functions_and_points_cannot_both_come_from_stdin(vjp):
+    r = vjp("-", "--points", "-", input="x\n1\n", code=2)
+    assert "cannot both come from stdin" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_full_with_points_is_refused_with_a_reason(vjp, tmp_path):
+    pts = tmp_path / "p.csv"
+    pts.write_text("x\n1\n2\n")
+    r = vjp("x**2", "--points", str(pts), "--full", code=2)
+    assert "--full shows every entry of one report" in r.stderr
+    vjp("x**2", "--points", str(pts))  # without --full it runs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout", "-1"], "--timeout: -1 is not a number of seconds"),
+        (["--device", "mps"], "--device: unsupported device 'mps'; use cpu, cuda or cuda:N"),
+    ],
+)
+def test_senseless_options_are_refused_in_one_line(vjp, args, message):
+    r = vjp("x", "--at", "1", *args, code=2)
+    assert r.stderr.startswith("Error: ") and message in r.stderr
+    assert r.stderr.count("\n") == 1 and len(r.stderr) < 200
