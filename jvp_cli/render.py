@@ -466,9 +466,20 @@ def _product_panel(
     sym, tor, names, shapes = result
     body = Table.grid(padding=(0, 2))
     if not tensors:
-        body.add_row(Text(symbol, style="bold"), Text(fmt_vec(vector, full)))
-        body.add_row(Text(flat_labels[0]), Text(fmt_vec(sym, full)))
-        body.add_row(Text(flat_labels[1]), Text(fmt_vec(tor, full)))
+        # one line per variable (w1.grad) or output (df1), both sides side by side
+        given_line = Text(symbol, style="bold").append(f" = {fmt_vec(vector, full)}", style="")
+        per = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+        per.add_column("")
+        per.add_column(flat_labels[0], justify="right")
+        per.add_column(flat_labels[1], justify="right")
+        label = shaped_labels[0].split(" ")[0]
+        for k in range(len(names)) if full else _window(len(names), MAX_ROWS):
+            if k is None:
+                per.add_row(Text("⋮"), Text("⋮"), Text("⋮"))
+                continue
+            per.add_row(Text(label.format(names[k], "")), Text(fmt(sym[k])), Text(fmt(tor[k])))
+        return Panel(Group(given_line, per, _verdict(check)), title=Text(title, style="bold"),
+                     title_align="left", expand=False)  # fmt: skip
     else:
         for name, sh, vals in _per_name(vector, vec_names, vec_shapes):
             body.add_row(Text(f"{symbol} for {name}", style="bold"), Text(_nested_text(vals, sh)))
