@@ -208,7 +208,10 @@ def _encodable(text: str, encoding: str | None) -> str:
             out.append(_ASCII[ch])
         else:
             folded = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-            out.append(folded or ("-" if unicodedata.name(ch, "").startswith("BOX") else "?"))
+            name = unicodedata.name(ch, "")
+            if name.startswith("BRAILLE"):  # the sparsity picture: blank or not
+                folded = " " if ch == "\u2800" else "#"
+            out.append(folded or ("-" if name.startswith("BOX") else "?"))
     return "".join(out)
 
 
@@ -427,7 +430,7 @@ def _tolerance(text: str | float | None, name: str) -> float | None:
     return evaluate_constant(text, name)
 
 
-def _console(width_hint: int = 0) -> Any:
+def _console() -> Any:
     """A rich Console that renders into memory as it would onto stdout (terminal or not, its
     encoding): nothing touches stdout until _emit writes the whole text."""
     import io
@@ -437,11 +440,10 @@ def _console(width_hint: int = 0) -> Any:
     class Buffer(io.StringIO):
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # type: ignore[assignment]
 
+    # Piped too, the width is COLUMNS or the terminal's (`vjp ... | less` fits the screen);
+    # the renderers lay out what does not fit instead of asking for a wider console.
     tty = _isatty(sys.stdout)
-    if tty:
-        return Console(file=Buffer(), highlight=False, width=_terminal_width(), force_terminal=True)
-    # Piped: no colour (rich decides that), and wide enough that a matrix is never wrapped.
-    return Console(file=Buffer(), highlight=False, width=max(160, width_hint), force_terminal=False)
+    return Console(file=Buffer(), highlight=False, width=_terminal_width(), force_terminal=tty)
 
 
 def _isatty(stream: Any) -> bool:
@@ -457,10 +459,14 @@ def _terminal_width() -> int:
     text = os.environ.get("COLUMNS", "")
     if text.isascii() and text.isdigit() and 0 < int(text) < 100_000:
         return int(text)
-    try:
-        width = os.get_terminal_size(sys.stdout.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        width = 0
+    width = 0
+    for stream in (sys.stdout, sys.stderr, sys.stdin):  # piped stdout: the terminal of stderr
+        try:
+            width = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            continue
+        if width > 0:
+            break
     return width if width > 0 else 80
 
 
@@ -941,10 +947,9 @@ def _render(report: Any, json_out: bool, full: bool = False) -> str:
 
     if json_out:
         return render.to_json(report) + "\n"
-    width = max((len(line) for line in report.symbolic.jacobian_pretty.splitlines()), default=0)
-    console = _console(width + 8)
+    console = _console()
     with console.capture() as capture:
-        console.print(render.to_rich(report, full))
+        console.print(render.to_rich(report, full, console.width))
     return capture.get()
 
 
