@@ -208,8 +208,8 @@ def _verdict(check: Check, name: Any = None) -> Any:
     t.append(f"   max |SymPy - torch|{over} = {fmt(check.max_abs_diff)}", style="dim")
     t.append(f"  (rtol={check.rtol:g}, atol={check.atol:g})", style="dim")
     if check.undefined:
-        label = name or (lambda idx: "[" + ",".join(str(i) for i in idx) + "]")
-        where = ", ".join(label(idx) for idx in check.undefined[:8])
+        entry = name or (lambda idx: "[" + ",".join(str(i) for i in idx) + "]")
+        where = ", ".join(entry(idx) for idx in check.undefined[:8])
         t.append(f"\n  not finite at {where}", style="yellow")
     return t
 
