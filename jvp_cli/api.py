@@ -217,7 +217,7 @@ def parse_values(
                 shape, data = want, data * math.prod(want)  # a scalar fills the shape
             else:
                 raise InputError(
-                    f"{name} has shape {fmt(shape)} here but {fmt(want)} is expected",
+                    f"the value given for {name} {_has(shape)}, but {name} {_has(want)}",
                     where=option,
                     source=source,
                     pos=off,
@@ -234,6 +234,10 @@ def parse_values(
             fix=f"give all {len(names)} {what}: {', '.join(names)}",
         )
     return out
+
+
+def _has(shape: Shape) -> str:
+    return "is a scalar" if shape == () else f"has shape {fmt(shape)}"
 
 
 _SHAPE_NAME = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*")
@@ -370,7 +374,10 @@ def make_problem(
     point = vv = uu = None
     var_shapes = {n: declared.get(n, ()) for n in program.variables}
     if at:
-        values = parse_values(at, program.variables, "--at", "variables", declared)
+        try:
+            values = parse_values(at, program.variables, "--at", "variables", declared)
+        except InputError as exc:
+            raise _e_hint(exc, program) from None
         var_shapes = {n: values[n][0] for n in program.variables}
         point = _flat(values, program.variables)
     out_shapes = infer(program, var_shapes)
@@ -427,6 +434,31 @@ def make_problem(
         atol=a,
     )
     return program, problem
+
+
+def _e_hint(exc: InputError, program: lang.Program) -> InputError:
+    """`e^x` makes `e` a variable, and --at then has one value too few: say why."""
+    few = f"got {len(program.variables) - 1} value"
+    if "e" not in program.variables or not exc.what.startswith(few + " "):
+        return exc
+    return type(exc)(
+        exc.what,
+        where=exc.where,
+        fix="'e' is read as a variable here: for Euler's number write E (E**x) or exp(x)",
+    )
+
+
+def _uses_e_as_base(program: lang.Program) -> bool:
+    """Whether some power has the variable `e` for its base (e^x, e**x)."""
+    if "e" not in program.variables:
+        return False
+    todo: list[lang.Node] = [st.expr for st in program.statements]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, lang.Pow) and isinstance(node.base, lang.Name) and node.base.id == "e":
+            return True
+        todo.extend(lang.children(node))
+    return False
 
 
 _DEVICE = re.compile(r"cpu|cuda(?::[0-9]{1,3})?")
@@ -519,8 +551,11 @@ def solve(program: lang.Program, problem: Problem) -> Report:
             torch_side.close()
         raise
     notes: list[str] = []
+    if _uses_e_as_base(program):
+        notes.append("'e' is a variable here, so e^x is e to the power x; for Euler's number "
+                     "write E (E^x) or exp(x)")  # fmt: skip
     if problem.point is None:
-        return Report(problem, sym)
+        return Report(problem, sym, notes=tuple(notes))
     if problem.v is None:
         what = (
             f"y has {len(problem.outputs)} components"

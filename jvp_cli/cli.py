@@ -38,6 +38,16 @@ Examples:
   vjp -f program.txt --at 1,2     /    vjp - --at 1,2 < program.txt
 
 \b
+Writing the functions:
+  - statements split on ";" or newlines; a newline inside ( ) or [ ]
+    continues the statement; "#" starts a comment to the end of the line
+  - an expression may start with "-" anywhere on the line
+    (vjp "-x**2 + y" --at 1,2); after "--" every argument is FUNCTIONS
+  - E is Euler's number and e an ordinary variable: write exp(x) or
+    E**x for e^x; log is natural, log10(x), log2(x), log(x, b) too
+  - vjp help is vjp --help
+
+\b
 Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 
@@ -54,9 +64,53 @@ class DType(str, Enum):
     float32 = "float32"
 
 
+_LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.DOTALL)
+
+
 class _OneLineErrors(TyperCommand):
     """A Typer command whose usage errors are one `Error:` line and exit 2, however it is
-    invoked (console script, python -m, CliRunner)."""
+    invoked (console script, python -m, CliRunner).
+
+    Before Click sees the arguments, one that starts with '-' but is none of vjp's options
+    (`-x**2 + y`, `-sin(x)`, `-1.71; x2`) is taken as the FUNCTIONS argument, wherever it
+    stands; `--` keeps its usual meaning. `vjp help` alone is `vjp --help`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self.expression_args(list(args)))
+
+    def expression_args(self, args: list[str]) -> list[str]:
+        if args == ["help"]:
+            return ["--help"]
+        takes_value: dict[str, bool] = {}
+        for param in self.params:
+            if param.param_type_name == "option":
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)  # type: ignore[attr-defined]
+        options: list[str] = []
+        expressions: list[str] = []
+        rest: list[str] = []
+        k = 0
+        while k < len(args):
+            arg = args[k]
+            if arg == "--":
+                rest = args[k:]
+                break
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if name in takes_value:
+                options.append(arg)
+                if takes_value[name] and "=" not in arg and k + 1 < len(args):
+                    k += 1
+                    options.append(args[k])  # its value, whatever it looks like
+            elif arg.startswith("-") and arg != "-" and not _LONG_OPTION.fullmatch(arg):
+                expressions.append(arg)  # not an option: an expression such as -x**2
+            else:
+                options.append(arg)  # positional, or an unknown --word Click reports
+            k += 1
+        if not expressions:
+            return args
+        if rest:
+            return [*options, *rest, *expressions]
+        return [*options, "--", *expressions]
 
     def main(  # type: ignore[override]
         self,
@@ -79,13 +133,7 @@ class _OneLineErrors(TyperCommand):
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
             if len(message) > 160:
                 message = message[:150] + "..."
-            hint = "see vjp --help"
-            if "No such option" in message and not re.search(r"option: --?[A-Za-z]", message):
-                hint = (
-                    "an expression that starts with '-' goes after '--', e.g. "
-                    "vjp --at 1 -- '-x^2'; see vjp --help"
-                )
-            _error(f"{message} ({hint})")
+            _error(f"{message} (see vjp --help)")
             code = int(ExitCode.BAD_INPUT)
         except typer.Abort:
             _error("aborted")
@@ -160,7 +208,10 @@ def _encodable(text: str, encoding: str | None) -> str:
             out.append(_ASCII[ch])
         else:
             folded = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-            out.append(folded or ("-" if unicodedata.name(ch, "").startswith("BOX") else "?"))
+            name = unicodedata.name(ch, "")
+            if name.startswith("BRAILLE"):  # the sparsity picture: blank or not
+                folded = " " if ch == "\u2800" else "#"
+            out.append(folded or ("-" if name.startswith("BOX") else "?"))
     return "".join(out)
 
 
@@ -379,7 +430,7 @@ def _tolerance(text: str | float | None, name: str) -> float | None:
     return evaluate_constant(text, name)
 
 
-def _console(width_hint: int = 0) -> Any:
+def _console() -> Any:
     """A rich Console that renders into memory as it would onto stdout (terminal or not, its
     encoding): nothing touches stdout until _emit writes the whole text."""
     import io
@@ -389,11 +440,10 @@ def _console(width_hint: int = 0) -> Any:
     class Buffer(io.StringIO):
         encoding = getattr(sys.stdout, "encoding", None) or "utf-8"  # type: ignore[assignment]
 
+    # Piped too, the width is COLUMNS or the terminal's (`vjp ... | less` fits the screen);
+    # the renderers lay out what does not fit instead of asking for a wider console.
     tty = _isatty(sys.stdout)
-    if tty:
-        return Console(file=Buffer(), highlight=False, width=_terminal_width(), force_terminal=True)
-    # Piped: no colour (rich decides that), and wide enough that a matrix is never wrapped.
-    return Console(file=Buffer(), highlight=False, width=max(160, width_hint), force_terminal=False)
+    return Console(file=Buffer(), highlight=False, width=_terminal_width(), force_terminal=tty)
 
 
 def _isatty(stream: Any) -> bool:
@@ -409,10 +459,14 @@ def _terminal_width() -> int:
     text = os.environ.get("COLUMNS", "")
     if text.isascii() and text.isdigit() and 0 < int(text) < 100_000:
         return int(text)
-    try:
-        width = os.get_terminal_size(sys.stdout.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        width = 0
+    width = 0
+    for stream in (sys.stdout, sys.stderr, sys.stdin):  # piped stdout: the terminal of stderr
+        try:
+            width = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            continue
+        if width > 0:
+            break
     return width if width > 0 else 80
 
 
@@ -524,6 +578,10 @@ def vjp(
         ),
     ] = False,
 ) -> None:
+    refusal = _refused_combination(functions, file, points, full)
+    if refusal:
+        _error(refusal)
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
     code = execute(
         functions=functions,
         at=at,
@@ -545,6 +603,28 @@ def vjp(
         debug=debug,
     )
     raise typer.Exit(int(code))
+
+
+def _refused_combination(
+    functions: str | None, file: Path | None, points: str | None, full: bool
+) -> str | None:
+    """Options that make no sense together, refused (with the reason) before any work."""
+    if points == "-" and functions == "-":
+        return (
+            "the functions and --points cannot both come from stdin; put one of them in a "
+            "file (-f FILE or --points FILE)"
+        )
+    if points is not None and full:
+        return (
+            "--full shows every entry of one report, and --points writes a summary (or one "
+            "JSON line per point with --json, which holds every entry): drop --full"
+        )
+    if functions is None and file is None and not _isatty(sys.stdin):
+        return (
+            "no functions given, and stdin is not read unless FUNCTIONS is '-': "
+            "vjp - --at 1,2 < program.txt"
+        )
+    return None
 
 
 class _TimeUp(BaseException):
@@ -867,10 +947,9 @@ def _render(report: Any, json_out: bool, full: bool = False) -> str:
 
     if json_out:
         return render.to_json(report) + "\n"
-    width = max((len(line) for line in report.symbolic.jacobian_pretty.splitlines()), default=0)
-    console = _console(width + 8)
+    console = _console()
     with console.capture() as capture:
-        console.print(render.to_rich(report, full))
+        console.print(render.to_rich(report, full, console.width))
     return capture.get()
 
 

@@ -44,10 +44,24 @@ TENSOR_FUNCTIONS: dict[str, tuple[int, int]] = {
 }  # fmt: skip
 # Functions SymEngine cannot differentiate: programs using them stay on SymPy.
 NO_SYMENGINE_DERIVATIVE = frozenset({"abs", "relu", "max", "min"})
+# Logarithms to other bases: the parser rewrites log(x, b) into log(x)/log(b) (log10 and log2
+# likewise), so the tree holds only `log`, which every engine and domain check knows.
+LOG_BASES: dict[str, int] = {"log10": 10, "log2": 2}
 FUNCTIONS: dict[str, tuple[int, int]] = {
     **{name: (k, k) for name, k in ELEMENTWISE.items()},
     **TENSOR_FUNCTIONS,
+    "log": (1, 2),
+    **{name: (1, 1) for name in LOG_BASES},
 }
+# What people coming from maths or other languages type, and what this language calls it.
+FUNCTION_HINTS: dict[str, str] = {
+    "ln": "the natural logarithm is log(x) here",
+    "lg": "write log10(x) (or log(x) for the natural logarithm)",
+    "arcsin": "write asin(x)", "arccos": "write acos(x)", "arctan": "write atan(x)",
+    "e": "for e^x write exp(x); Euler's number is E",
+    "exp10": "write 10**x", "pow": "write a**b or a^b", "sqr": "write x**2",
+    "log1p": "write log(1 + x)", "expm1": "write exp(x) - 1",
+}  # fmt: skip
 RESERVED = frozenset(CONSTANTS) | frozenset(FUNCTIONS)
 
 
@@ -186,6 +200,7 @@ _TOKEN = re.compile(
     r"(?P<num>" + NUMBER + ")"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op>\*\*|[-+*/^(),;=\n@\[\]:.])"
+    r"|(?P<comment>#[^\n]*)"  # to the end of the line, as in Python
     r"|(?P<bad>.)"  # anything else: reported with its position
     r"|(?P<end>$))",
     re.DOTALL,
@@ -216,7 +231,6 @@ _ASCII_HINTS = {
     "`": "backquotes are not part of the language",
     "{": "use parentheses ( ) for grouping",
     "}": "use parentheses ( ) for grouping",
-    "#": "comments are not part of the language",
     "$": "write names without sigils",
     "\\": "backslashes are not part of the language",
     "?": "conditionals are not part of the language",
@@ -277,14 +291,24 @@ def tokenize(source: str, where: str = "the functions") -> list[Token]:
         )
     tokens: list[Token] = []
     append = tokens.append
+    depth = 0  # open ( and [: a newline inside them continues the statement, as in Python
     for m in _TOKEN.finditer(source):
         kind = m.lastgroup or "end"
         if kind == "end":
             break
+        if kind == "comment":
+            continue
         pos = m.start(kind)
         if kind == "bad":
             raise _bad_char(source[pos], source, pos, where)
         text = m.group(kind)
+        if kind == "op":
+            if text in "([":
+                depth += 1
+            elif text in ")]":
+                depth = max(0, depth - 1)
+            elif text == "\n" and depth:
+                continue
         if kind == "num" and len(text) > MAX_NUMBER_CHARS:
             raise LimitError(
                 f"number literal of {len(text)} characters (limit {MAX_NUMBER_CHARS})",
@@ -568,8 +592,7 @@ class _Parser:
             break
         if not (self.tok.kind == "op" and self.tok.text == "]"):
             raise self.error(
-                f"'[' at column {self._col(open_tok.pos)} is never closed; found "
-                f"{self.describe(self.tok)}",
+                f"'[' at {self._at(open_tok.pos)} is never closed; found {self.describe(self.tok)}",
                 fix="indices are constant integers or slices, closed by ']'",
             )
         self.advance()
@@ -628,8 +651,7 @@ class _Parser:
             self.depth -= 1
             if not (self.tok.kind == "op" and self.tok.text == ")"):
                 raise self.error(
-                    f"'(' at column {self._col(t.pos)} is never closed; found "
-                    f"{self.describe(self.tok)}",
+                    f"'(' at {self._at(t.pos)} is never closed; found {self.describe(self.tok)}",
                     fix="add the missing ')'",
                 )
             self.advance()
@@ -644,6 +666,12 @@ class _Parser:
             )
         raise self.unexpected(t)
 
+    def _at(self, pos: int) -> str:
+        """Where `pos` is, for a message: its column, and its line when there are several."""
+        if "\n" not in self.source:
+            return f"column {self._col(pos)}"
+        return f"line {self.source.count(chr(10), 0, pos) + 1}, column {self._col(pos)}"
+
     def _col(self, pos: int) -> int:
         return pos - (self.source.rfind("\n", 0, pos) + 1) + 1
 
@@ -656,11 +684,15 @@ class _Parser:
                     name_tok,
                     fix=f"write {name}*(...) to multiply",
                 )
-            raise self.error(
-                f"unknown function '{name}'",
-                name_tok,
-                fix="known functions: " + ", ".join(sorted(FUNCTIONS)),
-            )
+            if name in FUNCTION_HINTS:
+                fix = FUNCTION_HINTS[name]
+            else:
+                import difflib
+
+                close = difflib.get_close_matches(name, FUNCTIONS, n=1, cutoff=0.75)
+                fix = (f"did you mean {close[0]}? " if close else "") + (
+                    "known functions: " + ", ".join(sorted(FUNCTIONS)))  # fmt: skip
+            raise self.error(f"unknown function '{name}'", name_tok, fix=fix)
         open_tok = self.advance()  # '('
         self.enter(open_tok)
         args: list[Node] = []
@@ -672,7 +704,7 @@ class _Parser:
         self.depth -= 1
         if not (self.tok.kind == "op" and self.tok.text == ")"):
             raise self.error(
-                f"{name}( at column {self._col(open_tok.pos)} is never closed; "
+                f"{name}( at {self._at(open_tok.pos)} is never closed; "
                 f"found {self.describe(self.tok)}",
                 fix="add the missing ')'",
             )
@@ -684,10 +716,25 @@ class _Parser:
                 f"{name} takes {want} argument{'s' if most > 1 else ''}, got {len(args)}",
                 name_tok,
             )
+        if name in LOG_BASES or (len(args) == 2 and name == "log"):
+            return self.log_base(name_tok, args)
         self.calls.add(name)
         if name in TENSOR_FUNCTIONS:
             self.tensor_ops = True
         return self.count(Call(name, tuple(args), name_tok.pos))
+
+    def log_base(self, name_tok: Token, args: list[Node]) -> Node:
+        """log10(x), log2(x), log(x, b) -> log(x)/log(b)."""
+        pos = name_tok.pos
+        if name_tok.text in LOG_BASES:
+            b = LOG_BASES[name_tok.text]
+            base: Node = self.count(Num(str(b), b, pos))
+        else:
+            base = args[1]
+        self.calls.add("log")
+        top = self.count(Call("log", (args[0],), pos))
+        bottom = self.count(Call("log", (base,), pos))
+        return self.count(Chain("mul", top, (("/", bottom),), pos))
 
 
 def parse_expression(source: str, where: str = "the expression") -> Node:
@@ -766,24 +813,30 @@ def parse_program(
             out_names.append(st.name)
             out_exprs.append(st.expr)
     if outputs is not None:
+        # the names the report prints: named statements, and f1, f2, ... for unnamed ones
+        available = {name: st.expr for name, st in defined.items()}
+        available.update(
+            (name, expr)
+            for name, expr in zip(out_names, out_exprs, strict=True)
+            if name not in defined
+        )
         chosen: list[str] = []
         for name in outputs:
-            if name not in defined:
-                known = ", ".join(defined) or "none (name statements as 'y = ...')"
+            if name not in available:
                 raise InputError(
-                    f"--outputs names '{printable(name)}', which no statement defines",
+                    f"no statement is called '{printable(name)}'",
                     where="--outputs",
-                    fix=f"named statements: {known}",
+                    fix=f"the statements are {', '.join(available)}",
                 )
             if name in chosen:
                 raise InputError(
-                    f"--outputs names '{name}' twice",
+                    f"'{name}' is listed twice",
                     where="--outputs",
                     fix="list each output once",
                 )
             chosen.append(name)
         out_names = chosen
-        out_exprs = [defined[n].expr for n in chosen]
+        out_exprs = [available[n] for n in chosen]
 
     if variables is not None:
         order = list(variables)
@@ -797,8 +850,7 @@ def parse_program(
         missing = [n for n in free if n not in order]
         if missing:
             raise InputError(
-                f"--vars does not list {', '.join(missing)}, used at column "
-                f"{p._col(free[missing[0]])}",
+                f"--vars does not list {', '.join(missing)}, used at {p._at(free[missing[0]])}",
                 where="--vars",
                 fix="add every variable the functions use",
             )
@@ -1265,7 +1317,9 @@ def evaluate_constant(source: str, where: str) -> float:
             where=where,
             source=source,
             pos=pos,
-            fix="values must be numbers or constant expressions like pi/3",
+            fix="Euler's number is E (e is not a constant)"
+            if name == "e"
+            else "values must be numbers or constant expressions like pi/3",
         )
 
     def leaf(n: Node) -> float:

@@ -66,6 +66,8 @@ class InputError(JvpError):
         """The whole message on one line: where, what, how to fix."""
         loc = self.location()
         place = self.where or ""
+        if place and self.what.startswith(place + " "):
+            place = ""  # "--rtol must be ...", not "--rtol: --rtol must be ..."
         if loc is not None:
             line, column = loc
             multi = self.source is not None and "\n" in self.source

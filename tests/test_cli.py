@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,9 @@ def test_seed_vjp(vjp, v: str, expected: list[float]) -> None:  # type: ignore[n
 
 def test_seed_rich_report(vjp) -> None:  # type: ignore[no-untyped-def]
     out = vjp(SEED, "--at", "1,2,3", "--v", "3,2,1").stdout
-    assert "(10, 34, 42)" in out
+    for name, value in (("x1", 10), ("x2", 34), ("x3", 42)):  # one labelled line per .grad
+        assert re.search(rf"^│ {name}\.grad +{value} +{value} +│$", out, re.M), out
+    assert "v = (3, 2, 1)" in out
     assert "agree" in out and "disagree" not in out
     assert "⎡" in out  # a pretty-printed matrix, not a Python list
 
