@@ -663,7 +663,12 @@ def run_chunks(
                 here += 1
             queue.popleft()
             tor, _ = head.tor
-            sides = _certify(summary, problem, reference, lines, X, V, head.sym, tor)
+            try:
+                sides = _certify(summary, problem, reference, lines, X, V, head.sym, tor)
+            except _BadRow as bad:
+                _judge(summary, problem, bad.before, write)
+                pending_error = bad.error
+                break
             if not _judge(summary, problem, sides, write):
                 break
             if progress is not None:
@@ -741,13 +746,28 @@ def _certify(
     exact = np.zeros(len(lines), dtype=bool)
     beyond: dict[int, dict[Any, str]] = {}
     for k in redo:
-        values, big = reference.exact(X[k], V[k])
+        try:
+            values, big = reference.exact(X[k], V[k])
+        except LimitError as exc:  # a bad row: the rows before it still come out
+            summary.exact += int(np.count_nonzero(redo < k))
+            cut = Sides(lines[:k], X[:k], V[:k], sym[:k], tor[:k], exact[:k],
+                        {i: b for i, b in beyond.items() if i < k})  # fmt: skip
+            raise _BadRow(cut, LimitError(exc.what, where=f"--points line {lines[k]}",
+                                          fix=exc.fix)) from None  # fmt: skip
         sym[k] = values
         exact[k] = True
         if big:
             beyond[int(k)] = big
     summary.exact += len(redo)
     return Sides(lines, X, V, sym, tor, exact, beyond)
+
+
+class _BadRow(Exception):
+    """A point the reference refuses (a number too large to compute): the chunk's rows
+    before it, and the error to raise once they are written."""
+
+    def __init__(self, before: Sides, error: InputError) -> None:
+        self.before, self.error = before, error
 
 
 def _judge(

@@ -34,7 +34,9 @@ from .shapes import Shape
 
 U = 2.0**-53
 FUNC_ERR = 8 * U  # libm functions: within 4 ulp
+UNDERFLOW = 8 * 2.0**-1074  # the absolute error of an operation whose result is subnormal
 PREC = 200  # bits of the exact walk
+CONFIRM_PREC = 4000  # bits at which an undefined verdict is confirmed
 MAX_EXP_ARG = 1e7  # exp/sinh/cosh arguments beyond this make numbers too large to compute
 MAX_TRIG_LOG10 = 10_000  # sin/cos/tan arguments beyond 10**this need too many digits of pi
 
@@ -148,6 +150,7 @@ class _Balls:
     def _combine(self, n: lang.Node, args: list[Ball]) -> Ball:
         const = all(a[2] for a in args)
         v, r = self._value(n, args)
+        r += UNDERFLOW  # a relative bound says nothing of a result that underflowed to 0
         if not (math.isfinite(v) and math.isfinite(r)):
             raise _Unsure()  # beyond float64: the exact walk decides
         return v, r, const
@@ -429,9 +432,19 @@ class _MpEvaluator(arrays.Evaluator):
 
 
 def _exact(program: lang.Program, inputs: dict[str, np.ndarray]) -> list[Any]:
+    """The exact walk at PREC bits; where it finds a point undefined, the verdict is taken
+    again at CONFIRM_PREC bits (a boundary within rounding at PREC, as log((1 + x) - 1) at
+    x = 1e-80 is, moves off it)."""
+    results = _exact_at(program, inputs, PREC)
+    if any(isinstance(r, arrays.Undefined) for r in results):
+        results = _exact_at(program, inputs, CONFIRM_PREC)
+    return results
+
+
+def _exact_at(program: lang.Program, inputs: dict[str, np.ndarray], prec: int) -> list[Any]:
     import mpmath
 
-    with mpmath.workprec(PREC):
+    with mpmath.workprec(prec):
         backend = _MpBackend()
         env = {}
         for name, arr in inputs.items():

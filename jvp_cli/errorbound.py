@@ -28,6 +28,7 @@ from typing import Any
 from . import lang
 
 U = 2.0**-53  # unit roundoff of float64
+UNDERFLOW = 2.0**-1074  # the absolute error of a rounding whose result is subnormal
 FUNC_ROUNDINGS = 8  # libm's and numpy's functions: within 4 ulp, that is 8 u of the result
 SAFETY = 2.0  # the first-order bound is doubled before it is used
 EXACT_INT = 2**53  # integers below this are exact in float64

@@ -69,8 +69,12 @@ def certified_vjp(
     outputs = g + [m for m, _ in parts] + [x for v, m, _ in checks for x in (v, m)]
     n = len(symbols)
     scale = errorbound.SAFETY * errorbound.U
-    g_rounds = scale * np.array([d for _, d in parts], dtype=np.float64)
-    m_rounds = scale * np.array([d for _, _, d in checks], dtype=np.float64)
+    g_d = np.array([d for _, d in parts], dtype=np.float64)
+    m_d = np.array([d for _, _, d in checks], dtype=np.float64)
+    g_rounds, m_rounds = scale * g_d, scale * m_d
+    # a relative bound says nothing of results that underflow: an absolute term per rounding
+    g_tiny = errorbound.SAFETY * g_d * errorbound.UNDERFLOW
+    m_tiny = errorbound.SAFETY * m_d * errorbound.UNDERFLOW
     evaluate_all = _compiled(outputs, list(symbols) + vs) if compile else None
     if evaluate_all is None:
         if lib.__name__ != "sympy":
@@ -81,9 +85,9 @@ def certified_vjp(
         out = evaluate_all(np.hstack([X, V]))
         G = out[:, :n]
         with np.errstate(all="ignore"):
-            R = out[:, n : 2 * n] * g_rounds
+            R = out[:, n : 2 * n] * g_rounds + g_tiny
             values = out[:, 2 * n :: 2]
-            radii = out[:, 2 * n + 1 :: 2] * m_rounds
+            radii = out[:, 2 * n + 1 :: 2] * m_rounds + m_tiny
         state = _classify(margins, values, radii, len(X))
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(G).all(axis=1) & np.isfinite(R).all(axis=1)

@@ -13,14 +13,13 @@ and d relu(u) = Heaviside(u, nan). The CLI reports such entries as undefined.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import sympy as sp
-from sympy.core.evalf import PrecisionExhausted
 
-from . import arrays, domain, lang
+from . import arrays, domain, exact, lang
 from .model import SymbolicResult
 from .shapes import Shape, labels
 
@@ -114,51 +113,22 @@ def jacobian(outputs: Sequence[Any], symbols: Sequence[Any]) -> list[Sparse]:
     return [gradient(f, index) for f in outputs]
 
 
-def _value_at(expr: Any, subs: dict[Any, Any]) -> Any:
-    """`expr` at the point with DPS correct digits (SymPy's evalf raises the working
-    precision until it has them, so cancellation costs time, not accuracy); mpmath's
-    division by zero becomes zoo."""
-    e = expr.xreplace(subs)
+def _entry_value(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | None]:
+    """One entry of J at the point as an mpf with 33 certified digits (exact.py), and what
+    is wrong with it (None: finite)."""
     try:
-        return e.evalf(DPS, strict=True, maxn=MAXN)
-    except ZeroDivisionError:
-        return sp.zoo
-    except PrecisionExhausted:
-        return e.evalf(DPS, maxn=MAXN)  # an exact zero (e.g. sin(pi) - 0) cannot be certified
+        got = exact.value(e, subs)
+    except exact.Uncertified:
+        return _nan(), "not computable to 30 digits (cancellation beyond 40,000 bits)"
+    if got is not None:
+        return got, None
+    return _diverges(e, subs, symbol)
 
 
-MP_PREC = 133  # bits kept of each reference value: 40 digits
-MAXN = 2000  # digits SymPy's evalf may work at to reach DPS correct ones
-
-
-def _to_mpf(value: Any) -> Any:
-    """A SymPy number as an mpmath mpf, or None where it is not a finite real number."""
+def _nan() -> Any:
     import mpmath
 
-    if value is sp.nan or value is sp.zoo or value in (sp.oo, sp.S.NegativeInfinity):
-        return None
-    if not value.is_number:
-        return None
-    if value.is_Float:
-        with mpmath.workprec(max(value._prec, MP_PREC)):  # mpf() rounds to the context's
-            return +mpmath.mpf(value._mpf_)
-    if value.is_Rational:
-        with mpmath.workprec(MP_PREC):
-            return mpmath.mpf(value.p) / value.q
-    re_part, im_part = value.as_real_imag()
-    if im_part != 0 and not im_part.is_zero:
-        return None
-    re_val = re_part.evalf(DPS)
-    return _to_mpf(re_val) if re_val.is_Number else None
-
-
-def _sympy_value(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | None]:
-    """One entry of J at the point as an mpf, and what is wrong with it (None: finite)."""
-    val = e if e.is_Number else _value_at(e, {x: subs[x] for x in e.free_symbols})
-    exact = _to_mpf(val)
-    if exact is not None:
-        return exact, None
-    return _diverges(e, subs, symbol)
+    return mpmath.mpf("nan")
 
 
 def _diverges(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | None]:
@@ -167,30 +137,35 @@ def _diverges(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | Non
     where the derivative has a limit L it is L, by the mean value theorem):
     - +-inf where it diverges to that infinity from every such side (d sqrt(x)/dx at 0);
     - L where it tends to the same finite L from every such side (d x|x|/dx at 0 = 0);
-    - NaN otherwise (a kink such as |x| or relu at 0, or no real value near the point)."""
+    - NaN otherwise (a kink such as |x| or relu at 0, or no real value near the point).
+    The limits are read at 2**-150 and 2**-200 (relative to the point) from it, at certified
+    precision; two sides are the same limit only when they agree to 1e-20."""
     import mpmath
 
     nan_note = "undefined (no derivative: a kink, 0/0 or complex)"
-    x0 = subs[symbol]
+    x0 = sp.Rational(subs[symbol])
     scale = max(sp.Integer(1), abs(x0))
     ends: list[tuple[str, Any]] = []
     for side in (1, -1):
         vals = []
-        for k in (60, 100):
+        for k in (150, 200):
             point = dict(subs)
             point[symbol] = x0 + side * scale * sp.Rational(1, 2**k)
-            got = _to_mpf(_value_at(e, {x: point[x] for x in e.free_symbols}))
+            try:
+                got = exact.value(e, point)
+            except exact.Uncertified:
+                got = None
             if got is None:
                 break
             vals.append(got)
         if len(vals) < 2:
             continue  # not defined on this side
         near, nearer = vals
-        if abs(nearer) >= 1.5 * abs(near) and abs(nearer) > 20 and near * nearer > 0:
+        if abs(nearer) >= 1.2 * abs(near) and abs(nearer) > 1e20 and near * nearer > 0:
             ends.append(("inf", 1 if nearer > 0 else -1))
-        elif abs(nearer - near) <= 1e-6 * max(1, abs(nearer)):
+        elif abs(nearer - near) <= 1e-20 * max(1, abs(nearer)):
             # v(h) = L + c h near the point: Richardson's extrapolation to h = 0
-            ends.append(("limit", (nearer * 2**40 - near) / (2**40 - 1)))
+            ends.append(("limit", (nearer * 2**50 - near) / (2**50 - 1)))
         else:
             return mpmath.mpf("nan"), nan_note
     kinds = {kind for kind, _ in ends}
@@ -199,7 +174,7 @@ def _diverges(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | Non
         return mpmath.mpf("inf") * sign, f"infinite (diverges to {'+' if sign > 0 else '-'}inf)"
     if kinds == {"limit"}:
         limits = [val for _, val in ends]
-        if all(abs(a - limits[0]) <= 1e-6 * max(1, abs(limits[0])) for a in limits):
+        if all(abs(a - limits[0]) <= 1e-20 * max(1, abs(limits[0])) for a in limits):
             return sum(limits) / len(limits), None  # 0/0 here, but the derivative is not
     return mpmath.mpf("nan"), nan_note
 
@@ -240,6 +215,8 @@ class _Values:
 
     def set(self, i: int, j: int, e: Any, value: tuple[Any, str | None]) -> None:
         val, problem = value
+        if problem is None and (val == 0 or 2.0**-1000 < abs(val) < 2.0**1000):
+            val = float(val)  # summed in float64 (math.fsum), again exactly where it cancels
         self.entries[i][j] = val
         self.exprs[i][j] = e
         if problem is not None:
@@ -279,12 +256,21 @@ class _Values:
         return out
 
     def _resum(self, col: list[tuple[Any, float, Any]], total: Any) -> Any:
+        """The column's sum as one expression, evaluated to certified digits."""
         if any(e is None for _, _, e in col):
             return total
-        exprs = [e if isinstance(e, sp.Basic) else sp.sympify(e) for _, _, e in col]
-        point = self.point_subs
-        expr = sp.Add(*[sp.Rational(w) * e for (_, w, _), e in zip(col, exprs, strict=True)])
-        got = _to_mpf(_value_at(expr, {x: point[x] for x in expr.free_symbols if x in point}))
+        exprs = [e for _, _, e in col]
+        if isinstance(exprs[0], sp.Basic):
+            expr = sp.Add(*[sp.Rational(w) * e for (_, w, _), e in zip(col, exprs, strict=True)])
+        else:
+            import symengine as se
+
+            expr = se.Add(*[se.Rational(sp.Rational(w).p, sp.Rational(w).q) * e
+                            for (_, w, _), e in zip(col, exprs, strict=True)])  # fmt: skip
+        try:
+            got = exact.value(expr, self.point_subs)
+        except exact.Uncertified:
+            return total
         return total if got is None else got
 
     def result(
@@ -377,21 +363,11 @@ def _values_at(
     undefined = domain.undefined_rows(program, shapes, point, built.sizes)
     # The point's float64 values exactly, as rationals: exact arithmetic where it can be
     # (x/2 + 1 at x = -2 is exactly 0, where Float evaluation leaves 1e-165 of noise).
-    exact = [sp.Rational(x) for x in point]
-    value_of: Callable[[Any, int], tuple[Any, str | None]]
-    if engine == "symengine":
-        import symengine as se
+    values = [sp.Rational(x) for x in point]
+    subs = dict(zip(symbols, values, strict=True))
 
-        se_subs = {s: se.Rational(q.p, q.q) for s, q in zip(symbols, exact, strict=True)}
-        subs = {sp.Symbol(str(s)): q for s, q in zip(symbols, exact, strict=True)}
-
-        def value_of(e: Any, j: int) -> tuple[Any, str | None]:
-            return _symengine_value(e, se_subs, symbols, j, point)
-    else:
-        subs = dict(zip(symbols, exact, strict=True))
-
-        def value_of(e: Any, j: int) -> tuple[Any, str | None]:
-            return _sympy_value(e, subs, symbols[j])
+    def value_of(e: Any, j: int) -> tuple[Any, str | None]:
+        return _entry_value(e, subs, symbols[j])
 
     ref = _Values(built.rows, built.cols, undefined, len(symbols), subs)
     for i, row in enumerate(jac):
@@ -441,34 +417,6 @@ def _evaluate_symengine(
     ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
                      "symengine", point)  # fmt: skip
     return ref.result(text, "", "", nonzeros, v, u)
-
-
-def _symengine_value(
-    e: Any, subs: dict[Any, Any], symbols: Sequence[Any], j: int, point: Sequence[float]
-) -> tuple[Any, str | None]:
-    """One entry at the point by SymEngine at 128 and at 256 bits. Where the two agree to
-    float64 precision the value is kept; where they do not (cancellation ate the digits of
-    one), or it is not a finite real number, SymPy's evalf, which raises its precision
-    until it has 30 correct digits, decides from the same expression."""
-    import mpmath
-
-    sub = e.subs({x: subs[x] for x in e.free_symbols})
-    try:
-        lo, hi = sub.evalf(128, real=True), sub.evalf(256, real=True)
-        f_lo, f_hi = float(lo), float(hi)
-    except (TypeError, ValueError, RuntimeError):
-        f_lo = f_hi = math.nan
-    if math.isfinite(f_hi) and abs(f_lo - f_hi) <= 2.0**-52 * abs(f_hi):
-        return f_hi, None  # a float: _Values sums those in float64 (math.fsum)
-    if math.isinf(f_hi) and f_lo == f_hi and str(hi) not in ("oo", "-oo", "zoo", "nan"):
-        with mpmath.workprec(256):  # beyond float64: keep the digits
-            return mpmath.mpf(str(hi)), None
-    sym = {s: sp.Symbol(str(s), real=True) for s in e.free_symbols}
-    tree = sp.sympify(e).xreplace({sp.Symbol(str(s)): t for s, t in sym.items()})
-    exact_subs = {sym[s]: sp.Rational(point[symbols.index(s)]) for s in e.free_symbols}
-    target = sp.Symbol(str(symbols[j]), real=True)
-    exact_subs.setdefault(target, sp.Rational(point[j]))
-    return _sympy_value(tree, exact_subs, target)
 
 
 def _pretty(matrix: Any) -> str:
