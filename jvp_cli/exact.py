@@ -218,3 +218,83 @@ def _ratio(e: Any) -> tuple[int, int]:
     """Numerator and denominator of a SymEngine Rational."""
     num, den = e.get_num_den()
     return int(num), int(den)
+
+
+def magnitude(e: Any, point: Mapping[Any, float], memo: dict[Any, Any]) -> tuple[float, int]:
+    """(A, d) of errorbound.py's bound for `e` at `point`, as float64 numbers: a p-bit
+    evaluation of e with correctly rounded operations (SymEngine's MPFR) errs by at most
+    d * 2**-p * A. `memo` is shared by the entries of one point. inf where it cannot say."""
+    import math
+
+    try:
+        _, a, d = _floats(e, point, memo)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return math.inf, 0
+    return a, d
+
+
+_FLOAT_FUNCS = ("sin", "cos", "atan", "tanh", "exp", "log")
+
+
+def _floats(e: Any, point: Mapping[Any, float], memo: dict[Any, Any]) -> tuple[float, float, int]:
+    """(value, A, d) in float64, memoized."""
+    hit = memo.get(e)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    import math
+
+    def sub(x: Any) -> tuple[float, float, int]:
+        return _floats(x, point, memo)
+
+    out: tuple[float, float, int]
+    name = type(e).__name__
+    if e.is_Symbol:
+        v = point[e]
+        out = v, abs(v), 0
+    elif e.is_Number or name in ("Pi", "Exp1", "pi", "E"):
+        v = float(e)
+        out = v, abs(v), 0 if e.is_Integer else 1
+    elif e.is_Add:
+        parts = [sub(a) for a in e.args]
+        out = (math.fsum(v for v, _, _ in parts), math.fsum(a for _, a, _ in parts),
+               max(d for _, _, d in parts) + len(parts) - 1)  # fmt: skip
+    elif e.is_Mul:
+        v, a, d = 1.0, 1.0, 0
+        for arg in e.args:
+            v2, a2, d2 = sub(arg)
+            v, a, d = v * v2, a * a2, d + d2 + 1
+        out = v, a, d
+    elif e.is_Pow:
+        base, p = e.args
+        if type(base).__name__ in ("Exp1", "E"):
+            x, a, d = sub(p)
+            v = math.exp(x)
+            out = v, v * (a + 1), max(d, ROUNDINGS_FUNC)
+        else:
+            b, ab, db = sub(base)
+            if p.is_Integer:
+                n = int(p)
+                k = abs(n)
+                v = b**n
+                out = (v, ab**k, k * db + k + 1) if n > 0 else (v, ab**k / b ** (2 * k),
+                                                                k * db + k + 2)  # fmt: skip
+            else:
+                q, aq, dq = sub(p)
+                v = b**q
+                if isinstance(v, complex) or b <= 0:
+                    raise ValueError("power")
+                out = v, abs(v) * (abs(q / b) * ab + abs(math.log(b)) * aq) + abs(v), max(
+                    db, dq, ROUNDINGS_FUNC)  # fmt: skip
+    elif name == "Abs":
+        x, a, d = sub(e.args[0])
+        out = abs(x), a, d
+    elif name in _FLOAT_FUNCS and len(e.args) == 1:
+        x, a, d = sub(e.args[0])
+        f = getattr(math, name)
+        v = f(x)
+        slope = a / abs(x) if name == "log" else (abs(v) * a if name == "exp" else a)
+        out = v, slope + abs(v), max(d, ROUNDINGS_FUNC)
+    else:
+        raise ValueError(name)  # atan2, Heaviside, tan, asin ...: the exact walk decides
+    memo[e] = out
+    return out

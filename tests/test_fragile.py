@@ -88,3 +88,16 @@ def test_a_point_too_large_for_the_reference_is_a_bad_row(vjp) -> None:  # type:
     lines = _points(vjp, "exp(x)", "x", ["1", "2", "1e20", "3"], 2)
     assert [o["line"] for o in lines] == [2, 3]
     assert math.isclose(lines[1]["vjp"]["sympy"][0], math.exp(2), rel_tol=1e-15)
+
+
+@pytest.mark.parametrize(("fn", "x", "want"), [
+    ("log(1+x)/x", 1e-80, -0.5),
+    ("(1-cos(x))/x**2", 1e-39, -1e-39 / 12),
+    ("sin(x)*exp(x)", 0.5, math.cos(0.5) * math.exp(0.5) + math.sin(0.5) * math.exp(0.5)),
+])  # fmt: skip
+def test_symengine_values_are_certified_too(vjp, fn: str, x: float, want: float) -> None:  # type: ignore[no-untyped-def]
+    # big problems take SymEngine's MPFR values where the magnitude bound certifies them,
+    # and the certified mpmath walk where it does not (cancellation)
+    d = vjp(fn, "--at", repr(x), "--engine", "symengine", "--json", code=None).json()
+    assert d["engine"] == "symengine"
+    assert math.isclose(d["vjp"]["sympy"][0], want, rel_tol=1e-12)
