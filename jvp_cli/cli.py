@@ -226,7 +226,17 @@ class _LineWriter:
         self.closed = False
 
     def write(self, block: bytes) -> None:
-        data = block + b"\n"
+        """Write `block` (lines without the last newline) and a newline."""
+        self.write_whole(block + b"\n")
+
+    def write_whole(self, data: bytes) -> None:
+        """Write `data`, whole lines ending in a newline."""
+        if self.fd is None:  # in memory (a CliRunner, or a child's pipe to its parent)
+            with self.lock:
+                if self.closed:
+                    raise BrokenPipeError
+                self._through_stdout(data)
+            return
         view = memoryview(data)
         start, n = 0, len(data)
         while start < n:
@@ -241,11 +251,8 @@ class _LineWriter:
                     raise BrokenPipeError  # the run is ending: stop quietly
                 piece = view[start:end]
                 try:
-                    if self.fd is None:
-                        self._through_stdout(piece.tobytes())
-                        piece = piece[len(piece) :]
                     while piece:
-                        piece = piece[os.write(self.fd, piece) :]  # type: ignore[arg-type]
+                        piece = piece[os.write(self.fd, piece) :]
                 except BrokenPipeError:
                     raise
                 except OSError as exc:
@@ -263,6 +270,28 @@ class _LineWriter:
     def stop(self, wait: float = 5.0) -> None:
         if self.lock.acquire(timeout=wait):  # kept: nothing is written after this
             self.closed = True
+
+
+def _stdout_lines() -> _LineWriter:
+    """A _LineWriter onto stdout's file descriptor, or through sys.stdout where it has none."""
+    import io
+
+    try:
+        sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
+        return _LineWriter(sys.stdout.fileno())
+    except io.UnsupportedOperation:  # an in-memory stdout (embedding, CliRunner, a child)
+        return _LineWriter(None)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise OutputError(_write_failed(exc)) from None
+
+
+def _write_stderr(text: str) -> None:
+    """`text` onto stderr, as _error writes it: a closed or full stderr changes nothing."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _read_source(functions: str | None, file: Path | None) -> str:
@@ -409,10 +438,15 @@ def _terminal_width() -> int:
     text = os.environ.get("COLUMNS", "")
     if text.isascii() and text.isdigit() and 0 < int(text) < 100_000:
         return int(text)
-    try:
-        width = os.get_terminal_size(sys.stdout.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        width = 0
+    from . import supervise
+
+    if supervise.CHANNEL is not None:  # in a child: the parent's terminal
+        width = supervise.CHANNEL.columns
+    else:
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            width = 0
     return width if width > 0 else 80
 
 
@@ -635,9 +669,11 @@ def execute(
     timeout: float | str = 0.0,
     debug: bool = False,
 ) -> ExitCode:
-    """Run one command; print the result or one error line; return the exit status."""
-    from . import api
+    """Run one command; print the result or one error line; return the exit status.
 
+    The input is read here, under the clock. The work (parse, engines, render) then runs
+    in a forked child that is killed at the deadline (supervise.py), or, with no time limit
+    or no fork (JVP_CLI_NO_FORK=1), in this process."""
     if not debug:
         # Library warnings (numpy floating-point flags, torch notices) are not for the
         # user of a calculator: stderr carries one Error: line or nothing.
@@ -648,8 +684,8 @@ def execute(
     import time
 
     start = time.monotonic()
-    seconds = 0.0
-    try:
+
+    def command() -> ExitCode:
         seconds = _seconds(timeout)
         # what api.make_problem needs besides the point, v and u, for either path
         options: dict[str, Any] = dict(
@@ -663,23 +699,44 @@ def execute(
         )
         if seconds:
             seconds = max(seconds - (time.monotonic() - start), 1e-3)
-        if points is not None:
-            return _batch(
-                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=seconds
-            )
 
-        def work() -> tuple[Any, str]:
-            program, problem = api.make_problem(
-                source, at=at, v=v, u=u, shape=shape or [], **options
-            )
-            report = api.solve(program, problem)
-            return report, _render(report, json_out, full)
+        def work(limit: float) -> ExitCode:
+            if points is not None:
+                return _batch(
+                    source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=limit
+                )
+            from . import api
 
-        report, output = _in_worker(work, seconds)
+            def solve() -> tuple[Any, str]:
+                program, problem = api.make_problem(
+                    source, at=at, v=v, u=u, shape=shape or [], **options
+                )
+                report = api.solve(program, problem)
+                return report, _render(report, json_out, full)
+
+            report, output = _in_worker(solve, limit)
+            _emit(output)
+            return report.exit_code
+
+        if seconds:
+            from . import supervise
+
+            if supervise.available():
+                return _supervised(lambda: _classified(lambda: work(0), debug, timeout),
+                                   seconds, points=points, json_out=json_out)  # fmt: skip
+        return work(seconds)
+
+    return _classified(command, debug, timeout)
+
+
+def _classified(work: Callable[[], ExitCode], debug: bool, timeout: float | str) -> ExitCode:
+    """`work()`, with what it raises turned into one Error: line and an exit status."""
+    try:
+        return work()
     except InputError as exc:
         _error(exc.one_line(), exc.caret())
         return ExitCode.BAD_INPUT
-    except JvpError as exc:
+    except JvpError as exc:  # OutputError (stdout closed or full) among them
         _error(str(exc))
         return ExitCode.BAD_INPUT
     except _TimeUp as exc:
@@ -722,12 +779,44 @@ def execute(
     except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
         return _internal(exc, debug)
 
+
+def _supervised(
+    work: Callable[[], ExitCode], seconds: float, *, points: str | None, json_out: bool
+) -> ExitCode:
+    """`work()` in a forked child, stopped (with its whole process group) after `seconds`:
+    _TimeUp then. This process relays what the child sends: --points --json lines as they
+    come, through a _LineWriter (whole lines, however the run ends); the report or the
+    error line, whole, once the child has finished."""
+    from . import supervise
+
+    lines = _stdout_lines() if points is not None and json_out else None
+    bar = _Progress() if points is not None and _isatty(sys.stderr) else None
+    # a child reading a terminal must stay in the terminal's foreground process group
+    group = not (points == "-" and _isatty(sys.stdin))
+    child = supervise.Child(
+        work,
+        group=group,
+        lines=lines.write_whole if lines is not None else None,
+        progress=bar.update if bar is not None else None,
+    )
     try:
-        _emit(output)
-    except OutputError as exc:
-        _error(str(exc))
-        return ExitCode.BAD_INPUT
-    return report.exit_code
+        done = child.wait(seconds)
+    finally:
+        if lines is not None:
+            lines.stop()  # after a timeout or a signal: the line in flight ends whole
+        if bar is not None:
+            bar.stop()
+    if done is None:
+        raise _TimeUp()
+    if done.code is None:
+        raise supervise.ChildDied(f"the process computing the result stopped: {done.died}")
+    for kind, data in done.output:
+        text = data.decode("utf-8", "surrogateescape")
+        if kind == b"o":
+            _emit(text)  # OutputError: exit 2, as in one process
+        else:
+            _write_stderr(text)
+    return done.code  # type: ignore[return-value]
 
 
 def _internal(exc: BaseException, debug: bool) -> ExitCode:
@@ -782,19 +871,15 @@ def _batch(
                 f"cannot read {printable(points)}: {exc.strerror or exc}", where="--points"
             ) from None
 
-    bar = _Progress() if _isatty(sys.stderr) else None
+    from . import supervise
 
-    lines: _LineWriter | None = None
-    if json_out:
-        import io
+    bar: Any = None
+    if supervise.CHANNEL is not None:  # in a child: the parent draws the bar
+        bar = supervise.CHANNEL.bar()
+    elif _isatty(sys.stderr):
+        bar = _Progress()
 
-        try:
-            sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
-            lines = _LineWriter(sys.stdout.fileno())
-        except io.UnsupportedOperation:  # an in-memory stdout (embedding, CliRunner)
-            lines = _LineWriter(None)
-        except (OSError, ValueError, AttributeError) as exc:
-            raise OutputError(_write_failed(exc)) from None
+    lines = _stdout_lines() if json_out else None
 
     def work() -> Any:
         stream = open_points()
