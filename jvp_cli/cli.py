@@ -44,8 +44,8 @@ at the point, 2 bad input or usage, 3 internal error.
 \b
 Limits: input 1,000,000 characters; 500,000 tree nodes; nesting 100
 levels; number literals 100 characters; constants within 1e-300..1e300;
-exponents of variables |k| <= 10,000; --timeout 60 s. See
-  docs/language.md.
+exponents of variables |k| <= 10,000; Jacobian 4,000,000 entries;
+--timeout 60 s. See docs/language.md.
 """
 
 
