@@ -722,8 +722,11 @@ def execute(
             from . import supervise
 
             if supervise.available():
-                return _supervised(lambda: _classified(lambda: work(0), debug, timeout),
-                                   seconds, points=points, json_out=json_out)  # fmt: skip
+                try:
+                    return _supervised(lambda: _classified(lambda: work(0), debug, timeout),
+                                       seconds, points=points, json_out=json_out)  # fmt: skip
+                except supervise.ForkFailed:
+                    pass  # no process to spare: in this one, as without fork
         return work(seconds)
 
     return _classified(command, debug, timeout)

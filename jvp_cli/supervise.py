@@ -37,6 +37,10 @@ class ChildDied(RuntimeError):
     machine's: out of memory), not of the input."""
 
 
+class ForkFailed(RuntimeError):
+    """The child could not be started; nothing has run yet."""
+
+
 def available() -> bool:
     """Whether the work can run in a child: Linux with fork, JVP_CLI_NO_FORK unset (or 0),
     and CUDA not started in this process (a forked child cannot use it; only an embedding
@@ -84,7 +88,10 @@ class Child:
         self._silenced = False  # stdout's reader went away: lines are dropped
         self._result = Finished(None)
         self._error: BaseException | None = None
-        self._conn, self.pid = sidecar._fork(lambda conn: _child(body, conn), group=group)
+        try:
+            self._conn, self.pid = sidecar._fork(lambda conn: _child(body, conn), group=group)
+        except OSError as exc:  # no process to spare (EAGAIN, ENOMEM): the caller goes on
+            raise ForkFailed(str(exc)) from None
         self._relay = threading.Thread(target=self._run_relay, name="vjp-relay", daemon=True)
         self._relay.start()
 
@@ -226,7 +233,7 @@ class _Stream:
         self.encoding = getattr(like, "encoding", None) or "utf-8"
         self.errors = "strict"
         self.tty = tty
-        self.buffer = _Lines(channel) if kind == b"o" else self
+        self.buffer = _Bytes(channel, kind)
 
     def write(self, text: str) -> int:
         if text:
@@ -245,14 +252,19 @@ class _Stream:
         raise io.UnsupportedOperation("fileno")
 
 
-class _Lines:
-    """sys.stdout.buffer in the child: what the CLI writes there is whole JSON lines."""
+class _Bytes:
+    """sys.stdout.buffer (what the CLI writes there is whole JSON lines) or sys.stderr.buffer
+    in the child."""
 
-    def __init__(self, channel: _Channel) -> None:
+    def __init__(self, channel: _Channel, kind: bytes) -> None:
         self.channel = channel
+        self.kind = kind
 
     def write(self, data: bytes) -> int:
-        self.channel.lines(bytes(data))
+        if self.kind == b"o":
+            self.channel.lines(bytes(data))
+        elif data:
+            self.channel.send(self.kind, bytes(data))
         return len(data)
 
     def flush(self) -> None:

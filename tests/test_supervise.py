@@ -208,3 +208,15 @@ def test_one_process_without_a_limit_or_without_fork(vjp, monkeypatch, how: str)
         monkeypatch.setenv("JVP_CLI_NO_FORK", "1")
     vjp(*args)
     assert seen == [here]
+
+
+def test_no_process_to_spare_runs_in_this_one(vjp, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from jvp_cli import sidecar
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sidecar, "PARALLEL", False)  # the torch side in-process too
+    monkeypatch.setattr(os, "fork", no_fork)
+    r = vjp(SEED, "--at", "1,2,3", "--v", "3,2,1", "--json")
+    assert r.json()["vjp"]["torch"] == [10.0, 34.0, 42.0]
