@@ -594,8 +594,9 @@ def _in_worker(work: Callable[[], Any], seconds: float) -> Any:
 
     The engines recurse once per level of nesting, and statements can nest far deeper than
     one expression may (a1 = sin(x); a2 = sin(a1); ...); the big stack and recursion limit
-    let them. Waiting from the main thread bounds the run even inside a long C call, where
-    a signal handler would not get to run."""
+    let them. Waiting from the main thread bounds the run inside a long C call that releases
+    the interpreter lock, but not inside one that holds it: under --timeout the whole work
+    runs in a child process (supervise.py) that the parent kills, and there `seconds` is 0."""
     box: dict[str, Any] = {}
 
     def target() -> None:
