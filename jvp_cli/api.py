@@ -17,7 +17,7 @@ from typing import Any
 from . import lang
 from .compare import compare, tolerances
 from .model import AutogradResult, InputError, LimitError, Problem, Report, printable
-from .shapes import MAX_DIMS, MAX_ELEMENTS, Shape, fmt, infer
+from .shapes import MAX_DIMS, MAX_ELEMENTS, Shape, check_jacobian_size, fmt, infer
 
 FILLS = ("ones", "zeros", "arange")
 Value = tuple[Shape, tuple[float, ...]]
@@ -381,6 +381,7 @@ def make_problem(
         var_shapes = {n: values[n][0] for n in program.variables}
         point = _flat(values, program.variables)
     out_shapes = infer(program, var_shapes)
+    check_jacobian_size(var_shapes.values(), out_shapes)  # before any engine starts
     implicit = False
     if v:
         if point is None:

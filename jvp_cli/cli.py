@@ -54,8 +54,8 @@ at the point, 2 bad input or usage, 3 internal error.
 \b
 Limits: input 1,000,000 characters; 500,000 tree nodes; nesting 100
 levels; number literals 100 characters; constants within 1e-300..1e300;
-exponents of variables |k| <= 10,000; --timeout 60 s. See
-  docs/language.md.
+exponents of variables |k| <= 10,000; Jacobian 4,000,000 entries;
+--timeout 60 s. See docs/language.md.
 """
 
 
@@ -277,7 +277,17 @@ class _LineWriter:
         self.closed = False
 
     def write(self, block: bytes) -> None:
-        data = block + b"\n"
+        """Write `block` (lines without the last newline) and a newline."""
+        self.write_whole(block + b"\n")
+
+    def write_whole(self, data: bytes) -> None:
+        """Write `data`, whole lines ending in a newline."""
+        if self.fd is None:  # in memory (a CliRunner, or a child's pipe to its parent)
+            with self.lock:
+                if self.closed:
+                    raise BrokenPipeError
+                self._through_stdout(data)
+            return
         view = memoryview(data)
         start, n = 0, len(data)
         while start < n:
@@ -292,11 +302,8 @@ class _LineWriter:
                     raise BrokenPipeError  # the run is ending: stop quietly
                 piece = view[start:end]
                 try:
-                    if self.fd is None:
-                        self._through_stdout(piece.tobytes())
-                        piece = piece[len(piece) :]
                     while piece:
-                        piece = piece[os.write(self.fd, piece) :]  # type: ignore[arg-type]
+                        piece = piece[os.write(self.fd, piece) :]
                 except BrokenPipeError:
                     raise
                 except OSError as exc:
@@ -314,6 +321,28 @@ class _LineWriter:
     def stop(self, wait: float = 5.0) -> None:
         if self.lock.acquire(timeout=wait):  # kept: nothing is written after this
             self.closed = True
+
+
+def _stdout_lines() -> _LineWriter:
+    """A _LineWriter onto stdout's file descriptor, or through sys.stdout where it has none."""
+    import io
+
+    try:
+        sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
+        return _LineWriter(sys.stdout.fileno())
+    except io.UnsupportedOperation:  # an in-memory stdout (embedding, CliRunner, a child)
+        return _LineWriter(None)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise OutputError(_write_failed(exc)) from None
+
+
+def _write_stderr(text: str) -> None:
+    """`text` onto stderr, as _error writes it: a closed or full stderr changes nothing."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _read_source(functions: str | None, file: Path | None) -> str:
@@ -453,20 +482,31 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
+def _terminal_columns() -> int:
+    """The width of the terminal that stdout, else stderr, else stdin is (a piped stdout
+    still shows in the terminal of stderr); 0 where none is one."""
+    for stream in (sys.stdout, sys.stderr, sys.stdin):
+        try:
+            width = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            continue
+        if width > 0:
+            return width
+    return 0
+
+
 def _terminal_width() -> int:
     """COLUMNS when it is a positive integer, else the terminal's own width, else 80: an
     invalid COLUMNS (0, -3, abc) is treated as unknown, never as a width of 0."""
     text = os.environ.get("COLUMNS", "")
     if text.isascii() and text.isdigit() and 0 < int(text) < 100_000:
         return int(text)
-    width = 0
-    for stream in (sys.stdout, sys.stderr, sys.stdin):  # piped stdout: the terminal of stderr
-        try:
-            width = os.get_terminal_size(stream.fileno()).columns
-        except (OSError, ValueError, AttributeError):
-            continue
-        if width > 0:
-            break
+    from . import supervise
+
+    if supervise.CHANNEL is not None:  # in a child: the parent's terminal
+        width = supervise.CHANNEL.columns
+    else:
+        width = _terminal_columns()
     return width if width > 0 else 80
 
 
@@ -640,8 +680,9 @@ def _in_worker(work: Callable[[], Any], seconds: float) -> Any:
 
     The engines recurse once per level of nesting, and statements can nest far deeper than
     one expression may (a1 = sin(x); a2 = sin(a1); ...); the big stack and recursion limit
-    let them. Waiting from the main thread bounds the run even inside a long C call, where
-    a signal handler would not get to run."""
+    let them. Waiting from the main thread bounds the run inside a long C call that releases
+    the interpreter lock, but not inside one that holds it: under --timeout the whole work
+    runs in a child process (supervise.py) that the parent kills, and there `seconds` is 0."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -715,9 +756,11 @@ def execute(
     timeout: float | str = 0.0,
     debug: bool = False,
 ) -> ExitCode:
-    """Run one command; print the result or one error line; return the exit status."""
-    from . import api
+    """Run one command; print the result or one error line; return the exit status.
 
+    The input is read here, under the clock. The work (parse, engines, render) then runs
+    in a forked child that is killed at the deadline (supervise.py), or, with no time limit
+    or no fork (JVP_CLI_NO_FORK=1), in this process."""
     if not debug:
         # Library warnings (numpy floating-point flags, torch notices) are not for the
         # user of a calculator: stderr carries one Error: line or nothing.
@@ -728,8 +771,8 @@ def execute(
     import time
 
     start = time.monotonic()
-    seconds = 0.0
-    try:
+
+    def command() -> ExitCode:
         seconds = _seconds(timeout)
         # what api.make_problem needs besides the point, v and u, for either path
         options: dict[str, Any] = dict(
@@ -743,23 +786,47 @@ def execute(
         )
         if seconds:
             seconds = max(seconds - (time.monotonic() - start), 1e-3)
-        if points is not None:
-            return _batch(
-                source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=seconds
-            )
 
-        def work() -> tuple[Any, str]:
-            program, problem = api.make_problem(
-                source, at=at, v=v, u=u, shape=shape or [], **options
-            )
-            report = api.solve(program, problem)
-            return report, _render(report, json_out, full)
+        def work(limit: float) -> ExitCode:
+            if points is not None:
+                return _batch(
+                    source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=limit
+                )
+            from . import api
 
-        report, output = _in_worker(work, seconds)
+            def solve() -> tuple[Any, str]:
+                program, problem = api.make_problem(
+                    source, at=at, v=v, u=u, shape=shape or [], **options
+                )
+                report = api.solve(program, problem)
+                return report, _render(report, json_out, full)
+
+            report, output = _in_worker(solve, limit)
+            _emit(output)
+            return report.exit_code
+
+        if seconds:
+            from . import supervise
+
+            if supervise.available():
+                try:
+                    return _supervised(lambda: _classified(lambda: work(0), debug, timeout),
+                                       seconds, points=points, json_out=json_out)  # fmt: skip
+                except supervise.ForkFailed:
+                    pass  # no process to spare: in this one, as without fork
+        return work(seconds)
+
+    return _classified(command, debug, timeout)
+
+
+def _classified(work: Callable[[], ExitCode], debug: bool, timeout: float | str) -> ExitCode:
+    """`work()`, with what it raises turned into one Error: line and an exit status."""
+    try:
+        return work()
     except InputError as exc:
         _error(exc.one_line(), exc.caret())
         return ExitCode.BAD_INPUT
-    except JvpError as exc:
+    except JvpError as exc:  # OutputError (stdout closed or full) among them
         _error(str(exc))
         return ExitCode.BAD_INPUT
     except _TimeUp as exc:
@@ -802,12 +869,44 @@ def execute(
     except Exception as exc:  # a bug: never Python's default status 1, which means "disagree"
         return _internal(exc, debug)
 
+
+def _supervised(
+    work: Callable[[], ExitCode], seconds: float, *, points: str | None, json_out: bool
+) -> ExitCode:
+    """`work()` in a forked child, stopped (with its whole process group) after `seconds`:
+    _TimeUp then. This process relays what the child sends: --points --json lines as they
+    come, through a _LineWriter (whole lines, however the run ends); the report or the
+    error line, whole, once the child has finished."""
+    from . import supervise
+
+    lines = _stdout_lines() if points is not None and json_out else None
+    bar = _Progress() if points is not None and _isatty(sys.stderr) else None
+    # a child reading a terminal must stay in the terminal's foreground process group
+    group = not (points == "-" and _isatty(sys.stdin))
+    child = supervise.Child(
+        work,
+        group=group,
+        lines=lines.write_whole if lines is not None else None,
+        progress=bar.update if bar is not None else None,
+    )
     try:
-        _emit(output)
-    except OutputError as exc:
-        _error(str(exc))
-        return ExitCode.BAD_INPUT
-    return report.exit_code
+        done = child.wait(seconds)
+    finally:
+        if lines is not None:
+            lines.stop()  # after a timeout or a signal: the line in flight ends whole
+        if bar is not None:
+            bar.stop()
+    if done is None:
+        raise _TimeUp()
+    if done.code is None:
+        raise supervise.ChildDied(f"the process computing the result stopped: {done.died}")
+    for kind, data in done.output:
+        text = data.decode("utf-8", "surrogateescape")
+        if kind == b"o":
+            _emit(text)  # OutputError: exit 2, as in one process
+        else:
+            _write_stderr(text)
+    return done.code  # type: ignore[return-value]
 
 
 def _internal(exc: BaseException, debug: bool) -> ExitCode:
@@ -862,19 +961,15 @@ def _batch(
                 f"cannot read {printable(points)}: {exc.strerror or exc}", where="--points"
             ) from None
 
-    bar = _Progress() if _isatty(sys.stderr) else None
+    from . import supervise
 
-    lines: _LineWriter | None = None
-    if json_out:
-        import io
+    bar: Any = None
+    if supervise.CHANNEL is not None:  # in a child: the parent draws the bar
+        bar = supervise.CHANNEL.bar()
+    elif _isatty(sys.stderr):
+        bar = _Progress()
 
-        try:
-            sys.stdout.flush()  # (empty: nothing else writes to stdout with --json)
-            lines = _LineWriter(sys.stdout.fileno())
-        except io.UnsupportedOperation:  # an in-memory stdout (embedding, CliRunner)
-            lines = _LineWriter(None)
-        except (OSError, ValueError, AttributeError) as exc:
-            raise OutputError(_write_failed(exc)) from None
+    lines = _stdout_lines() if json_out else None
 
     def work() -> Any:
         stream = open_points()

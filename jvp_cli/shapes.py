@@ -8,15 +8,18 @@ Pure Python (no numpy, SymPy or torch), so shape errors are as fast as syntax er
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from . import lang
-from .model import InputError
+from .model import InputError, LimitError
 
 Shape = tuple[int, ...]
 
 MAX_ELEMENTS = 100_000  # elements of any one intermediate tensor
 MAX_DIMS = 16  # dimensions of any one tensor (numpy allows 64, torch 32)
+# entries of the Jacobian, and factors of prod's derivatives: a dense 2,000 x 2,000 is 32 MB
+# of float64 per copy on the torch side, and one expression per entry on the reference's
+MAX_JACOBIAN_ENTRIES = 4_000_000
 # Reductions with no value over nothing: an empty sum is 0 and an empty product 1, but the
 # max, min, mean, logsumexp or softmax of no elements is undefined.
 NO_EMPTY = {
@@ -26,6 +29,31 @@ NO_EMPTY = {
     "logsumexp": "logsumexp of no elements is log(0)",
     "softmax": "softmax over no elements is undefined",
 }
+
+
+def check_jacobian_size(var_shapes: Iterable[Shape], out_shapes: Iterable[Shape]) -> None:
+    """Refuse a Jacobian with more entries than the limit: both
+    sides form it whole (torch's rows x columns tensor, the reference's dense lists and its
+    entries one expression each), so its entry count, not the size of any one tensor, is
+    what a run costs. `x` with 100,000 elements is within the tensor limit, but its
+    Jacobian has 10^10 entries."""
+    rows = sum(math.prod(s) for s in out_shapes)
+    cols = sum(math.prod(s) for s in var_shapes)
+    if rows * cols > MAX_JACOBIAN_ENTRIES:
+        raise LimitError(
+            f"the Jacobian has {rows:,} x {cols:,} = {_count(rows * cols)} entries; "
+            f"the limit is {MAX_JACOBIAN_ENTRIES:,}",
+            where="the functions",
+            fix="use fewer or smaller variables or outputs, or split the problem",
+        )
+
+
+def _count(n: int) -> str:
+    """12,000,000 as is; from 10^9 in scientific notation (1e10, 2.5e11)."""
+    if n < 10**9:
+        return f"{n:,}"
+    mantissa, exponent = f"{n:.3g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def fmt(shape: Shape) -> str:
@@ -171,9 +199,11 @@ class _Inference:
         if f in ("sum", "mean", "prod", "max", "min", "logsumexp"):
             if len(n.args) == 1:
                 self.not_empty(n, x, math.prod(x))
+                self.product(n, 1, math.prod(x))
                 return ()
             d = self.dim(n, n.args[1], x, f)
             self.not_empty(n, x, x[d])
+            self.product(n, math.prod(x) // x[d] if x[d] else 0, x[d])
             return x[:d] + x[d + 1 :]
         if f == "softmax":
             if not x:
@@ -205,6 +235,23 @@ class _Inference:
                 f"{n.func}(...) reduces an empty tensor of shape {fmt(shape)}: {NO_EMPTY[n.func]}",
                 fix="check the slice bounds (an empty sum is 0, an empty product 1)",
             )
+
+    def product(self, n: lang.Call, lanes: int, k: int) -> None:
+        """prod of k factors per lane: each of its k partial derivatives is a product of the
+        k - 1 others, which the reference forms one factor at a time (k * (k - 1) factors a
+        lane: 10^10 for 100,000 elements), however few entries the Jacobian has."""
+        if n.func != "prod" or lanes * k * (k - 1) <= MAX_JACOBIAN_ENTRIES:
+            return
+        total = lanes * k * (k - 1)
+        per = f"{k:,} x {k - 1:,}" if lanes == 1 else f"{lanes:,} x {k:,} x {k - 1:,}"
+        raise LimitError(
+            f"the derivatives of prod(...) over {k:,} elements have {per} = {_count(total)} "
+            f"factors; the limit is {MAX_JACOBIAN_ENTRIES:,}",
+            where="the functions",
+            source=self.program.source,
+            pos=getattr(n, "pos", None),
+            fix="take the product of fewer elements, or use exp(sum(log(x))) for x > 0",
+        )
 
     def reshape(self, n: lang.Call, x: Shape) -> Shape:
         sizes = []

@@ -168,10 +168,12 @@ def _reap(pid: int) -> None:
             _exiting.append(p)
 
 
-def _fork(body: Callable[[Connection], None]) -> tuple[Connection, int]:
+def _fork(body: Callable[[Connection], None], group: bool = False) -> tuple[Connection, int]:
     """Fork; the child ignores Ctrl-C, asks to die with this process, runs `body(its end of
     a pipe)` and leaves with os._exit (status 1 if `body` raised). Returns this process's
-    end of the pipe and the child's pid."""
+    end of the pipe and the child's pid. `group`: the child leads a new process group (set
+    on both sides of the fork, so it holds whichever runs first), which os.killpg(pid)
+    ends whole, its own children included."""
     ours, theirs = Pipe()
     parent = os.getpid()
     sys.stdout.flush()  # nothing buffered here may be written twice
@@ -180,6 +182,8 @@ def _fork(body: Callable[[Connection], None]) -> tuple[Connection, int]:
     if pid == 0:
         status = 0
         try:
+            if group:
+                os.setpgid(0, 0)
             ours.close()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             _die_with(parent)
@@ -188,6 +192,11 @@ def _fork(body: Callable[[Connection], None]) -> tuple[Connection, int]:
             status = 1
         finally:
             os._exit(status)
+    if group:
+        try:
+            os.setpgid(pid, pid)
+        except OSError:  # the child got there first, or has already left
+            pass
     theirs.close()
     return ours, pid
 

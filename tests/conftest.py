@@ -11,6 +11,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+# The CLI's work runs in a forked child (supervise.py) that inherits what this process has
+# imported: import the engines here once, as a long-lived embedding would, or each CLI test
+# would import torch and SymPy afresh in its child.
+import jvp_cli.autograd  # torch
+import jvp_cli.symbolic  # noqa: F401  (SymPy)
 from jvp_cli.cli import app
 
 

@@ -44,7 +44,19 @@ BAD: list[tuple[list[str], str]] = [
     (["(x - x + 1e200*y)**2", "--at", "1,1"], "1e400"),
     (["1e200*(x + 1e200*y)", "--at", "1,1"], "1e400"),
     (["x/1e-200/1e-200", "--at", "1"], "1e400"),
-]
+    # --- Jacobians with more entries (or prod derivatives with more factors) than the limit
+    (["x", "--shape", "x=100000", "--at", "x=zeros"],
+     "the Jacobian has 100,000 x 100,000 = 1e10 entries; the limit is 4,000,000"),
+    (["x", "--shape", "x=100000"], "1e10 entries"),  # symbolic only, too
+    (["s = " + "+".join(f"x{i}" for i in range(2100)) + "; "
+      + "; ".join(f"f{k} = {k}*s" for k in range(2100)), "--points", "-"],
+     "2,100 x 2,100 = 4,410,000 entries"),  # scalars, one statement each
+    (["A @ x; x", "--shape", "A=200,200", "--shape", "x=200"], "400 x 40,200 = 16,080,000"),
+    (["sin(x) + y", "--shape", "x=2001", "--shape", "y=2001"], "2,001 x 4,002 = 8,008,002"),
+    (["prod(x)", "--shape", "x=100000", "--at", "x=ones"],
+     "prod(...) over 100,000 elements have 100,000 x 99,999 = 1e10 factors"),
+    (["prod(A, 1)", "--shape", "A=10,1000"], "10 x 1,000 x 999 = 9,990,000 factors"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("args", "fragment"), BAD, ids=[repr(a)[:60] for a, _ in BAD])
@@ -53,6 +65,15 @@ def test_bad_input(vjp, args: list[str], fragment: str) -> None:  # type: ignore
     assert r.stdout == ""
     assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.stderr
     assert fragment in r.stderr, r.stderr
+
+
+def test_a_dense_1000_by_1000_jacobian_is_within_the_limit() -> None:
+    from jvp_cli import api
+
+    _, problem = api.make_problem("exp(x) * sum(x)", shape=["x=1000"])  # dense
+    assert problem.output_shapes == ((1000,),)
+    api.make_problem("exp(x)", shape=["x=2000"])  # 2,000 x 2,000 = the limit
+    api.make_problem("prod(x)", shape=["x=2000"])  # 2,000 x 1,999 factors
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Every environment gets a clean exit and complete output (issue 10, class 4), and input
 is read under the clock: closed and full streams, an ASCII-only encoding, COLUMNS=0 on a
 terminal, signals and --timeout during a large --points --json write, a FIFO nobody
-writes to. Subprocesses, since each case is about the process's own file descriptors."""
+writes to. Subprocesses, since each case is about the process's own file descriptors; each
+both with the work in a child (the default) and in one process."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from pathlib import Path
 import pytest
 
 VJP = [sys.executable, "-m", "jvp_cli"]
-ENV = {**os.environ, "JVP_CLI_NO_FORK": "1"}
+ENV: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, params=["forked", "one process"])
+def _env(request, monkeypatch):  # type: ignore[no-untyped-def]
+    """Each case twice: the work in a child that the parent relays (the default), and all
+    in one process (JVP_CLI_NO_FORK=1)."""
+    extra = {"JVP_CLI_NO_FORK": "1"} if request.param == "one process" else {}
+    monkeypatch.setattr(sys.modules[__name__], "ENV", {**os.environ, **extra})
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
 
@@ -134,7 +143,7 @@ def test_points_lines_are_whole_when_a_signal_ends_the_run(tmp_path, sig, code) 
 
 def test_points_lines_are_whole_when_the_timeout_ends_the_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = _points_file(tmp_path, 400_000)
-    cmd = [*VJP, "x*y", "--points", str(path), "--json", "--timeout", "2.5"]
+    cmd = [*VJP, "x*y", "--points", str(path), "--json", "--timeout", "8"]  # lines by then
     rc, out = _slow_reader_run(cmd, None)
     assert rc == 2
     assert 0 < _all_lines_whole(out) < 400_000
