@@ -13,7 +13,7 @@ and d relu(u) = Heaviside(u, nan). The CLI reports such entries as undefined.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -345,8 +345,10 @@ def evaluate(
         )
     jac = jacobian(outputs, symbols)
     width = len(symbols)
+    view = _decimal_view(program)  # for the eye only: the values use the exact rationals
+    shown = [{j: view(e) for j, e in row.items()} for row in jac]
     text_rows = []
-    for row in jac:
+    for row in shown:
         cells = ["0"] * width
         for j, e in row.items():
             cells[j] = str(e)
@@ -358,7 +360,7 @@ def evaluate(
     # A 2-D layout or LaTeX of a huge matrix costs more than the rest of the run and no one
     # can read it; the entries are still in the JSON output, as text.
     if size <= PRETTY_LIMIT and len(rows) * width <= PRETTY_CELLS:
-        dense = [[row.get(j, sp.S.Zero) for j in range(width)] for row in jac]
+        dense = [[row.get(j, sp.S.Zero) for j in range(width)] for row in shown]
         matrix = sp.Matrix(dense) if dense else sp.Matrix()
         if len(rows) <= PRETTY_ROWS and width <= PRETTY_COLS:
             pretty = _pretty(matrix)
@@ -369,6 +371,49 @@ def evaluate(
     ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
                      "sympy", point)  # fmt: skip
     return ref.result(text, pretty, latex, nonzeros, v, u)
+
+
+def _decimal_view(program: lang.Program) -> Callable[[Any], Any]:
+    """How the symbolic Jacobian is shown: where the user wrote decimals (123456789.123456,
+    2.5e-3), the rationals with a finite decimal expansion show as decimals again (not as
+    1929012330054/15625); exponents stay rationals (sqrt(x) is not x**0.5). Elsewhere as it is."""
+    stack = [node for _, node in program.definitions] + list(program.output_exprs)
+    decimals = False
+    while stack and not decimals:
+        n = stack.pop()
+        decimals = isinstance(n, lang.Num) and any(c in n.text for c in ".eE")
+        stack.extend(lang.children(n))
+    if not decimals:
+        return lambda e: e
+
+    def view(e: Any) -> Any:
+        exponents = {p.exp for p in e.atoms(sp.Pow)}
+        reps = {}
+        for r in e.atoms(sp.Rational):
+            if r.q == 1 or r in exponents:
+                continue
+            q = int(r.q)
+            for prime in (2, 5):
+                while q % prime == 0:
+                    q //= prime
+            if q == 1:
+                reps[r] = _as_decimal(r)
+        return e.xreplace(reps) if reps else e
+
+    return view
+
+
+def _as_decimal(r: Any) -> Any:
+    """A rational with a finite decimal expansion as a Float printing exactly those digits."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 4 * (len(str(r.p)) + len(str(r.q))) + 10
+        text = format(Decimal(int(r.p)) / Decimal(int(r.q)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    digits = len(text.replace("-", "").replace(".", "").lstrip("0")) or 1
+    return sp.Float(text, max(digits, 1))
 
 
 def _values_at(

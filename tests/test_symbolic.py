@@ -126,3 +126,16 @@ def test_symengine_marks_the_same_undefined_points() -> None:
         a = symbolic.evaluate(prog, scalars(prog), (point,), (1.0,), None, engine="symengine")
         assert a.jacobian is not None and not math.isfinite(a.jacobian[0][0]), text
         assert a.notes, text
+
+
+def test_decimals_stay_decimals_in_the_symbolic_view(vjp) -> None:  # type: ignore[no-untyped-def]
+    # shown as typed, computed exactly: 123456789.123456 is 1929012330054/15625 inside
+    d = vjp("123456789.123456*x + 0.25*x**2", "--at", "2", "--json").json()
+    text = d["jacobian"]["symbolic"][0][0]
+    assert "123456789.123456" in text and "15625" not in text and "0.5*x" in text
+    assert "123456789.123456" in d["jacobian"]["latex"]
+    # the value is the exact one: 123456789.123456 + 0.5 * 2
+    assert d["jacobian"]["sympy"][0][0] == pytest.approx(123456789.123456 + 1.0, rel=1e-15)
+    # without decimals in the input, rationals stay rationals; exponents stay roots
+    d = vjp("x**2/4 + sqrt(x)", "--at", "2", "--json").json()
+    assert d["jacobian"]["symbolic"] == [["x/2 + 1/(2*sqrt(x))"]]
