@@ -543,15 +543,31 @@ def run(
     stream: IO[str],
     fixed_v: Sequence[float] | None,
     write: Callable[[bytes], None] | None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> Summary:
     """Compute every point, writing one JSON line per point through `write` (if given; it
     takes a chunk's lines as ASCII bytes joined by newlines, without the last newline). A
-    bad row's error is raised once every row before it has been written."""
+    bad row's error is raised once every row before it has been written. `progress(points,
+    position)` hears after each chunk how many points are done and how many bytes of the
+    input have been read (-1: unknown)."""
     m = len(problem.outputs)
     default_v = list(fixed_v) if fixed_v is not None else ([1.0] if m == 1 else None)
     rows = read_chunks(stream, problem.variables, problem.outputs, CHUNK)
-    return run_chunks(program, problem, _with_v(rows, default_v, m), write, progress)
+    counted = progress
+    if progress is not None:
+
+        def counted(points: int) -> None:  # with how far into the input the reader is
+            progress(points, _position(stream))  # type: ignore[call-arg]
+
+    return run_chunks(program, problem, _with_v(rows, default_v, m), write, counted)
+
+
+def _position(stream: IO[Any]) -> int:
+    """Bytes read of `stream` so far (-1 where it cannot say, as for a pipe)."""
+    try:
+        return int(stream.tell()) if stream.seekable() else -1
+    except (OSError, ValueError, AttributeError):
+        return -1
 
 
 AHEAD = 4  # chunks read ahead at most: with the side process, memory stays a few chunks

@@ -880,7 +880,7 @@ def _supervised(
     from . import supervise
 
     lines = _stdout_lines() if points is not None and json_out else None
-    bar = _Progress() if points is not None and _isatty(sys.stderr) else None
+    bar = _Progress(_file_size(points)) if points is not None and _isatty(sys.stderr) else None
     # a child reading a terminal must stay in the terminal's foreground process group
     group = not (points == "-" and _isatty(sys.stdin))
     child = supervise.Child(
@@ -967,7 +967,7 @@ def _batch(
     if supervise.CHANNEL is not None:  # in a child: the parent draws the bar
         bar = supervise.CHANNEL.bar()
     elif _isatty(sys.stderr):
-        bar = _Progress()
+        bar = _Progress(_file_size(points))
 
     lines = _stdout_lines() if json_out else None
 
@@ -993,6 +993,8 @@ def _batch(
     except BaseException:
         if lines is not None:  # a timeout, a signal: let the line in flight finish
             lines.stop()
+        if bar is not None:  # the worker may go on counting: nothing more is drawn
+            bar.stop()
         raise
     if summary.truncated:
         _silence_stdout()
@@ -1008,32 +1010,60 @@ def _batch(
 
 
 class _Progress:
-    """A rich progress bar on stderr, shown only once a batch has run for a second."""
+    """A rich progress bar on stderr, shown only once a batch has run for a second. With the
+    size of the input file (`total` bytes) it shows how far the reader is and an ETA; on a
+    pipe, the points done. It is transient: stopped (at the end, a timeout, Ctrl-C, a
+    signal) it leaves nothing on the terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int | None = None) -> None:
         import time
 
         self.start = time.monotonic()
+        self.total = total if total else None
         self.bar: Any = None
         self.task: Any = None
+        self.stopped = False
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, position: int = -1) -> None:
         import time
 
+        if self.stopped:  # a count arriving after the end (from the relay) draws nothing
+            return
         if self.bar is None:
             if time.monotonic() - self.start < 1.0:
                 return
             from rich.console import Console
-            from rich.progress import Progress
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(console=Console(file=sys.stderr), transient=True)
+            sized = self.total is not None
+            columns: list[Any] = [TextColumn("{task.fields[points]:,} points")]
+            if sized:
+                columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}% of the file"),
+                            TimeRemainingColumn()]  # fmt: skip
+            self.bar = Progress(*columns, console=Console(file=sys.stderr), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("points", total=None)
-        self.bar.update(self.task, completed=done)
+            self.task = self.bar.add_task("points", total=self.total, points=0)
+        known = self.total is not None and position >= 0
+        self.bar.update(self.task, points=done, **({"completed": position} if known else {}))
 
     def stop(self) -> None:
+        self.stopped = True
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
+
+
+def _file_size(points: str | None) -> int | None:
+    """The size of a regular --points file (for the progress bar), else None."""
+    if points is None or points == "-":
+        return None
+    try:
+        st = os.stat(points)
+    except OSError:
+        return None
+    import stat
+
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _render(report: Any, json_out: bool, full: bool = False) -> str:

@@ -77,7 +77,7 @@ class Child:
         *,
         group: bool = True,
         lines: Callable[[bytes], None] | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> None:
         self.group = group
         self._lines = lines
@@ -158,7 +158,7 @@ class Child:
                         return
                     if kind == b"p":
                         if self._progress is not None:
-                            self._progress(int(data))
+                            self._progress(*map(int, data.split(b",")))
                         continue
                 if kind == b"l":
                     self._write_lines(data)
@@ -219,8 +219,8 @@ class _Bar:
     def __init__(self, channel: _Channel) -> None:
         self.channel = channel
 
-    def update(self, done: int) -> None:
-        self.channel.send(b"p", str(done).encode())
+    def update(self, done: int, position: int = -1) -> None:
+        self.channel.send(b"p", f"{done},{position}".encode())
 
     def stop(self) -> None:
         pass

@@ -401,3 +401,27 @@ def test_json_row_without_v_is_a_bad_row_like_csv(vjp) -> None:  # type: ignore[
     csv = "x,y,v:f1,v:f2\n1,2,1,1\n2,2,1,1\n3,2,x,1\n"
     r = vjp("x*y; x+y", "--points", "-", "--json", input=csv, code=2)
     assert [o["line"] for o in lines_of(r.stdout)] == [2, 3] and "line 4" in r.stderr
+
+
+def test_progress_reports_points_and_bytes_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # the bar's figures: points done and how far into the file the reader is (an ETA's basis)
+    from jvp_cli import api, batch
+    from jvp_cli.cli import _file_size, _Progress
+
+    csv = tmp_path / "p.csv"
+    csv.write_text("x,y\n" + "".join(f"{k},{k + 1}\n" for k in range(3 * batch.CHUNK)))
+    program, problem = api.make_problem("x*y", batch=True)
+    seen: list[tuple[int, int]] = []
+    with csv.open("rb") as stream:
+        batch.run(program, problem, stream, None, None, lambda p, pos: seen.append((p, pos)))
+    size = _file_size(str(csv))
+    assert size == csv.stat().st_size and _file_size("-") is None
+    assert [p for p, _ in seen] == [batch.CHUNK, 2 * batch.CHUNK, 3 * batch.CHUNK]
+    positions = [pos for _, pos in seen]
+    assert positions == sorted(positions) and 0 < positions[0] <= size and positions[-1] == size
+    # stopped (the end, a timeout, Ctrl-C), the bar draws nothing more
+    bar = _Progress(size)
+    bar.start -= 2.0  # as if the run had gone on for two seconds: the bar would show
+    bar.stop()
+    bar.update(5, 10)
+    assert bar.bar is None
