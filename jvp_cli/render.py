@@ -275,7 +275,6 @@ def _matrix_table(
     """A matrix as a table that fits `width` without cutting a number: a window of rows and
     of the columns that fit, with a caption saying what is left out. --full shows every
     entry: the whole table when it fits, else a list of the nonzero entries."""
-    from rich.table import Table
     from rich.text import Text
 
     shown_rows: list[int | None] = (
@@ -284,15 +283,7 @@ def _matrix_table(
     cols = _fitting_columns(rows, row_names, col_names, shown_rows, width, full)
     if cols is None:
         return _entry_list(title, [rows], ("",), row_names, col_names, full)
-    table = Table(
-        title=title or None,
-        title_justify="left",
-        show_edge=False,
-        pad_edge=False,
-        box=None,
-        header_style="bold",
-        min_width=min(len(title), width),
-    )
+    table = _plain_table(title, min_width=min(len(title), width))
     table.add_column("", no_wrap=True)
     for j in cols:
         table.add_column(
@@ -317,6 +308,14 @@ def _matrix_table(
     return table
 
 
+def _plain_table(title: str, **options: Any) -> Any:
+    """A borderless rich Table with a left-aligned title, as every matrix view uses."""
+    from rich.table import Table
+
+    return Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False,
+                 box=None, header_style="bold", **options)  # fmt: skip
+
+
 def _entry_list(
     title: str,
     sides: Sequence[Sequence[Sequence[str]]],
@@ -328,18 +327,9 @@ def _entry_list(
     """The entries of a matrix as lines `J[f3, x7]  46.37` (one column per side), the
     zeros left out: legible at any size. Without `full`, the first MAX_ROWS * 4 entries."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(
-        title=title or None,
-        title_justify="left",
-        show_edge=False,
-        pad_edge=False,
-        box=None,
-        header_style="bold",
-        show_header=any(side_names),
-    )
+    table = _plain_table(title, show_header=any(side_names))
     table.add_column("entry", no_wrap=True)
     for name in side_names:  # numbers right-aligned, expressions left
         table.add_column(name, justify="right" if name else "left", overflow="fold")
