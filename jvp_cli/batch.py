@@ -25,7 +25,7 @@ import numpy as np
 
 from . import lang, sidecar
 from .model import InputError, LimitError, Problem
-from .render import json_number
+from .views.common import json_number
 
 CHUNK = 8192
 COMPILE = True  # compile V^T J with SymEngine's LLVM backend where it can (tests turn it off)
@@ -906,7 +906,7 @@ def _line(
 ) -> str:
     import orjson
 
-    from .render import exact_values
+    from .views.common import exact_values
 
     ref = exact_values([float(t) for t in sym], beyond or {})
     # orjson, as for the plain rows, so that every line writes its numbers the same way

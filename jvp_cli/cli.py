@@ -999,7 +999,7 @@ def _batch(
     if summary.truncated:
         _silence_stdout()
     elif not json_out:
-        from .render import batch_summary
+        from .views.rich import batch_summary
 
         console = _console()
         with console.capture() as capture:
@@ -1068,13 +1068,15 @@ def _file_size(points: str | None) -> int | None:
 
 def _render(report: Any, json_out: bool, full: bool = False) -> str:
     """The whole stdout text, rendered before anything is written."""
-    from . import render
-
     if json_out:
-        return render.to_json(report) + "\n"
+        from .views import json as json_view
+
+        return json_view.to_json(report) + "\n"
+    from .views import rich as rich_view
+
     console = _console()
     with console.capture() as capture:
-        console.print(render.to_rich(report, full, console.width))
+        console.print(rich_view.to_rich(report, full, console.width))
     return capture.get()
 
 

@@ -27,6 +27,7 @@ def _env(request, monkeypatch):  # type: ignore[no-untyped-def]
     extra = {"JVP_CLI_NO_FORK": "1"} if request.param == "one process" else {}
     monkeypatch.setattr(sys.modules[__name__], "ENV", {**os.environ, **extra})
 
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
 
 

@@ -1,195 +1,17 @@
-"""Report -> rich renderable, and Report -> JSON-ready dict. Pure functions, no printing.
+"""Report -> rich renderable. Pure functions, no printing.
 
 User text only ever enters rich as `Text` objects (never as markup strings), so `[bold]` in an
-expression prints as typed. Non-finite numbers are encoded for JSON as the strings "NaN",
-"Infinity" and "-Infinity", and -0.0 as 0.0, so `json.dumps(..., allow_nan=False)` never fails.
+expression prints as typed.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from .model import Check, Report
-from .shapes import nest
-
-SCHEMA_VERSION = 1
-
-
-# ---- JSON ---------------------------------------------------------------------------------
-
-
-class Exact(float):
-    """A reference value beyond float64's range: the float is +-inf, `text` holds its
-    30-digit decimal, which both views show instead (JSON as a string)."""
-
-    text: str
-
-    def __new__(cls, value: float, text: str) -> Exact:
-        obj = super().__new__(cls, value)
-        obj.text = text
-        return obj
-
-
-def exact_values(values: Any, beyond: dict[tuple[int, ...], str], index: tuple[int, ...] = ()
-                 ) -> Any:  # fmt: skip
-    """`values` (nested sequences of floats) with the entries of `beyond` as Exact."""
-    if not beyond:
-        return values
-    if isinstance(values, (list, tuple)):
-        return [exact_values(v, beyond, (*index, i)) for i, v in enumerate(values)]
-    text = beyond.get(index)
-    return values if text is None else Exact(values, text)
-
-
-def json_number(x: float) -> float | str:
-    if isinstance(x, Exact):
-        return x.text
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return 0.0 if x == 0 else float(x)
-
-
-def _nums(values: Any) -> Any:
-    if isinstance(values, (list, tuple)):
-        return [_nums(v) for v in values]
-    return json_number(values)
-
-
-def _check_fields(check: Check) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "max_abs_diff": json_number(check.max_abs_diff),
-        "agree": check.agree,
-        "status": check.status,
-        "rtol": check.rtol,
-        "atol": check.atol,
-    }
-    if check.worst is not None:
-        out["worst"] = list(check.worst)  # index of the largest difference
-    if check.undefined:
-        out["undefined"] = [list(i) for i in check.undefined]
-    return out
-
-
-def _split(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
-           ) -> dict[str, Any]:  # fmt: skip
-    """Flat values -> {name: value nested in its shape}, JSON-ready."""
-    return {name: nest(_nums(list(vals)), shape)
-            for name, shape, vals in _per_name(flat, names, shapes)}  # fmt: skip
-
-
-def to_dict(report: Report) -> dict[str, Any]:
-    p = report.problem
-    s = report.symbolic
-    a = report.autograd
-    out: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "variables": list(p.variables),
-        "functions": list(p.functions),
-        "outputs": list(p.outputs),
-        "shapes": {n: list(sh) for n, sh in zip(p.variables, p.shapes, strict=True)},
-        "output_shapes": {n: list(sh) for n, sh in zip(p.outputs, p.output_shapes, strict=True)},
-        "point": None if p.point is None else _split(p.point, p.variables, p.shapes),
-    }
-    jac: dict[str, Any] = {
-        "symbolic": [list(r) for r in s.jacobian_text],
-        "latex": s.jacobian_latex,
-        "nonzeros": s.nonzeros,
-        "shape": [len(s.row_labels), len(s.col_labels)],
-        "rows": list(s.row_labels),
-        "columns": list(s.col_labels),
-    }
-    if a is not None:
-        check = report.check("jacobian")
-        assert check is not None and s.jacobian is not None
-        ref_j = exact_values(s.jacobian, s.beyond("jacobian"))
-        jac.update(sympy=_nums(ref_j), torch=_nums(a.jacobian), **_check_fields(check))
-    out["jacobian"] = jac
-    if a is not None and p.v is not None:
-        check = report.check("vjp")
-        assert check is not None and s.vjp is not None and a.vjp is not None
-        ref_v = exact_values(s.vjp, s.beyond("vjp"))
-        sym_g = _split(ref_v, p.variables, p.shapes)
-        tor_g = _split(a.vjp, p.variables, p.shapes)
-        out["vjp"] = {
-            "v": _nums(p.v),
-            "v_implicit": p.v_implicit,
-            "cotangents": _split(p.v, p.outputs, p.output_shapes),
-            "sympy": _nums(ref_v),
-            "torch": _nums(a.vjp),
-            "grads": {n: {"sympy": sym_g[n], "torch": tor_g[n]} for n in p.variables},
-            **_check_fields(check),
-        }
-    if a is not None and p.u is not None:
-        check = report.check("jvp")
-        assert check is not None and s.jvp is not None and a.jvp is not None
-        ref_u = exact_values(s.jvp, s.beyond("jvp"))
-        sym_o = _split(ref_u, p.outputs, p.output_shapes)
-        tor_o = _split(a.jvp, p.outputs, p.output_shapes)
-        out["jvp"] = {
-            "u": _nums(p.u),
-            "tangents": _split(p.u, p.variables, p.shapes),
-            "sympy": _nums(ref_u),
-            "torch": _nums(a.jvp),
-            "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
-            **_check_fields(check),
-        }
-    out["agree"] = report.agree
-    out["status"] = _overall(report)
-    out["dtype"] = p.dtype
-    out["engine"] = p.engine
-    out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
-    return out
-
-
-def _overall(report: Report) -> str:
-    if not report.checks:
-        return "symbolic-only"
-    statuses = {c.status for c in report.checks}
-    for s in ("disagree", "undefined"):
-        if s in statuses:
-            return s
-    return "agree"
-
-
-def to_json(report: Report) -> str:
-    return dumps(to_dict(report))
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, allow_nan=False, ensure_ascii=True)
-
-
-# ---- rich ---------------------------------------------------------------------------------
-
-
-def fmt(x: float) -> str:
-    if isinstance(x, Exact):
-        return x.text
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return f"{x:.12g}"
-
-
-def fmt_vec(xs: Sequence[float], full: bool = True) -> str:
-    return "(" + ", ".join(_few([fmt(x) for x in xs], 12, full)) + ")"
-
-
-def _few(items: Sequence[str], limit: int, full: bool) -> list[str]:
-    """All items, or when there are more than `limit` (and not --full), the first ones, a
-    count of those left out, and the last."""
-    if full or len(items) <= limit:
-        return list(items)
-    return [*items[: limit - 2], f"… {len(items) - limit + 1} more …", items[-1]]
-
+from ..model import Check, Report
+from ..shapes import nest
+from .common import exact_values, few, fmt, fmt_vec, overall, per_name
 
 _VERDICT_STYLE = {
     "agree": ("✔ agree", "bold green"),
@@ -391,18 +213,6 @@ def _nested_text(values: Sequence[float], shape: tuple[int, ...]) -> str:
     return str(nested).replace("'", "")
 
 
-def _per_name(
-    flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[int, ...]]
-) -> list[tuple[str, tuple[int, ...], Sequence[float]]]:
-    out = []
-    k = 0
-    for name, shape in zip(names, shapes, strict=True):
-        n = math.prod(shape)
-        out.append((name, shape, flat[k : k + n]))
-        k += n
-    return out
-
-
 def _shape_note(shape: tuple[int, ...]) -> str:
     return "" if not shape else " (" + "x".join(str(d) for d in shape) + ")"
 
@@ -431,7 +241,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     head.append(
         ": "
         + ", ".join(
-            _few(
+            few(
                 [f"{v}{_shape_note(sh)}" for v, sh in zip(p.variables, p.shapes, strict=True)],
                 12,
                 full,
@@ -467,10 +277,10 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         pt = Text("at ")
         pt.append(
             ", ".join(
-                _few(
+                few(
                     [
                         f"{k} = {_nested_text(vals, sh)}"
-                        for k, sh, vals in _per_name(p.point, p.variables, p.shapes)
+                        for k, sh, vals in per_name(p.point, p.variables, p.shapes)
                     ],
                     12,
                     full,
@@ -482,8 +292,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     title = Text("Symbolic Jacobian ", style="bold")
     rows_n, cols_n = len(s.row_labels), len(s.col_labels)
     title.append(
-        f"J = d({', '.join(_few(p.outputs, 4, full))}) / "
-        f"d({', '.join(_few(p.variables, 4, full))})",
+        f"J = d({', '.join(few(p.outputs, 4, full))}) / d({', '.join(few(p.variables, 4, full))})",
         style="dim",
     )
     density = s.nonzeros / max(1, rows_n * cols_n)
@@ -572,10 +381,10 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         parts.append(
             Text(f"({len(notes) - 10} more notes: --full or --json shows them)", style="dim")
         )
-    overall = _overall(report)
-    label, style = _VERDICT_STYLE[overall]
+    status = overall(report)
+    label, style = _VERDICT_STYLE[status]
     verdict = Text("Verdict: ", style="bold")
-    verdict.append(label if overall != "undefined" else "undefined at this point", style=style)
+    verdict.append(label if status != "undefined" else "undefined at this point", style=style)
     verdict.append(f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)})")
     parts.append(verdict)
     return Group(*parts)
@@ -682,10 +491,10 @@ def _product_panel(
         return Panel(Group(given_line, per, verdict), title=Text(title, style="bold"),
                      title_align="left", expand=False)  # fmt: skip
     else:
-        for name, sh, vals in _per_name(vector, vec_names, vec_shapes):
+        for name, sh, vals in per_name(vector, vec_names, vec_shapes):
             body.add_row(Text(f"{symbol} for {name}", style="bold"), Text(_nested_text(vals, sh)))
         for (name, sh, sv), (_, _, tv) in zip(
-            _per_name(sym, names, shapes), _per_name(tor, names, shapes), strict=True
+            per_name(sym, names, shapes), per_name(tor, names, shapes), strict=True
         ):
             body.add_row(Text(shaped_labels[0].format(name, _shape_note(sh))),
                          Text(_nested_text(sv, sh)))  # fmt: skip
