@@ -15,6 +15,7 @@ import csv
 import itertools
 import json
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -583,6 +584,28 @@ class _Entry:
     tor: tuple[np.ndarray, np.ndarray] | None = None  # (V^T J, output values) from torch
 
 
+def _keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory of freed blocks for reuse. Each chunk allocates
+    and frees the same few hundred tensors of 64 KB to 1 MB; by default blocks that large
+    are mmap'ed and unmapped each time, so every chunk page-faults (and zeroes) its memory
+    afresh: about 1,000 faults a chunk, 10 to 15% of the torch side's time. With these
+    settings a chunk reuses the last one's pages (peak RSS is unchanged: the same blocks are
+    live at once). Elsewhere (not glibc) nothing changes."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    mallopt(M_MMAP_THRESHOLD, 64 << 20)  # blocks below 64 MiB come from the heap
+    mallopt(M_TRIM_THRESHOLD, 256 << 20)  # the heap's top is returned beyond 256 MiB free
+    mallopt(M_TOP_PAD, 16 << 20)
+
+
 def run_chunks(
     program: lang.Program,
     problem: Problem,
@@ -599,6 +622,7 @@ def run_chunks(
     read ahead (reading, the symbolic side), and only then the torch side of a chunk read
     ahead: the two processes share the torch work when reading is cheap."""
     check_supported(program, problem)  # before a row is read: `chunks` is lazy
+    _keep_freed_memory()  # before the side process forks: it inherits the settings
     tor_vjp = torch_side(program, problem)
     n, m = len(problem.variables), len(problem.outputs)
     start = time.perf_counter()

@@ -155,6 +155,30 @@ def test_compiled_symbolic_side_equals_the_numpy_walk(text: str, monkeypatch) ->
     assert np.array_equal(a.state, b.state)
 
 
+@pytest.mark.parametrize("text", COMPILED_PROGRAMS)
+def test_compiled_code_is_the_same_at_every_llvm_level(text: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The --points code is compiled at LLVM's opt level 0 (half the compile time); the error
+    bounds assume the operations as written, so every level must give the same bits."""
+    import numpy as np
+
+    from jvp_cli import api, batch, numeric
+
+    program, problem = api.make_problem(text, batch=True)
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.uniform(0.2, 1.4, (300, 2)), rng.uniform(-2, 2, (50, 2))])
+    V = rng.uniform(-2, 2, (len(X), 2))
+    results = []
+    for level in (0, 3):
+        monkeypatch.setattr(numeric, "LLVM_OPT_LEVEL", level)
+        side = batch.symbolic_side(program, problem)
+        assert side.compiled and side.fast is not None
+        results.append(side.fast(X, V))
+    (a, b) = results
+    for got, want in ((a.G, b.G), (a.R, b.R)):
+        assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(a.state, b.state)
+
+
 def test_compiled_symbolic_side_by_hand() -> None:
     import numpy as np
 
