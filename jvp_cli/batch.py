@@ -681,6 +681,8 @@ def run_chunks(
         return False
 
     try:
+        if helper is not None:
+            feed(helper)  # every slot busy while the symbolic side is built
         reference = symbolic_side(program, problem)  # ... while this is built
         sym_fast = _fast_or_nothing(reference)
         summary = Summary(compiled=reference.compiled)
