@@ -218,7 +218,7 @@ def _csv_chunks(
             # comments=None: "1,2#3" is a bad row, not the row 1,2
             with np.errstate(all="ignore"):
                 data = np.loadtxt(texts, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
-            if data.shape != (len(texts), width) or not np.isfinite(data).all():
+            if data.shape != (len(texts), width) or not _in_range(data):
                 data = None  # a blank line, a short row, nan, a quoted field: row by row
         except ValueError:
             data = None
@@ -240,6 +240,13 @@ def _csv_chunks(
         yield numbers, data[:, var_idx], data[:, v_idx] if v_idx else None
     if pending is not None:
         raise pending
+
+
+def _in_range(data: np.ndarray) -> bool:
+    """Every number finite and 0 or within 1e-300 .. 1e300 in magnitude (lang's rule)."""
+    with np.errstate(all="ignore"):
+        size = np.abs(data)
+        return bool(np.all((size == 0) | ((size >= 1e-300) & (size <= 1e300))))
 
 
 def _reject(token: str) -> Any:
@@ -362,7 +369,7 @@ def _json_number(x: Any, where: str) -> float:
         value = math.inf
     if not math.isfinite(value):
         raise InputError(f"{x} is beyond float64", where=where)
-    return value
+    return lang.check_magnitude(value, json.dumps(x), where)
 
 
 def read_chunks(
