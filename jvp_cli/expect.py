@@ -515,7 +515,8 @@ def _solve(judge: _Judge, samples: list[_Sample], A_of: Any, problem: Problem
 
 
 def diagnose_vjp(judge: _Judge, samples: list[_Sample], v: Sequence[float], quantity: str,
-                 labels: Sequence[str]) -> tuple[str, list[float] | None]:  # fmt: skip
+                 labels: Sequence[str], listed: str | None = None,
+                 ref_text: str | None = None) -> tuple[str, list[float] | None]:  # fmt: skip
     """Why a claimed v^T J is wrong, and the v that gives it (None where none does)."""
     import numpy as np
 
@@ -532,7 +533,7 @@ def diagnose_vjp(judge: _Judge, samples: list[_Sample], v: Sequence[float], quan
         return head, [k * x for x in v]
     sq = judge.m == judge.n
     w, unique, res = _solve(judge, samples, lambda J: J.T, p)
-    at = ", ".join(_vec(r) for r in refs[:1])
+    at = ref_text or _vec(refs[0])
     if sq:
         jv = [np.asarray(s.J, float) @ vv for s in samples]
         if _all_close(list(zip([s.claim for s in samples], jv, strict=True)), p) and \
@@ -548,7 +549,7 @@ def diagnose_vjp(judge: _Judge, samples: list[_Sample], v: Sequence[float], quan
                     f"derivatives summed over the variables); v^T J sums over the outputs, "
                     f"weighted by v: {at} for v = {_vec(v)}"), w  # fmt: skip
     claimed = _vec(np.asarray(samples[0].claim, float)) if len(samples) == 1 else "the claim"
-    wrong = _wrong_flat(pairs[0], p, labels)
+    wrong = listed or _wrong_flat(pairs[0], p, labels)
     if w is not None and not _close(w, vv, p):
         if not _simple(w):  # a typo in an entry, rather than another v
             return (f"{wrong}; no simple v gives the claim (exactly: v = {_vec(w)}), so "
@@ -556,6 +557,8 @@ def diagnose_vjp(judge: _Judge, samples: list[_Sample], v: Sequence[float], quan
         more = "" if unique else " (one such v: J's rows are linearly dependent, others do too)"
         return (f"{claimed} is v^T J for v = {_vec(w)}{more}, not for the v = {_vec(v)} "
                 f"you gave; for that v, v^T J = {at}"), w  # fmt: skip
+    if listed:  # a symbolic claim: the entries that are not the derivative
+        return wrong, None
     if quantity == "grad" or judge.m == 1:
         return f"not a multiple of the gradient: {wrong}", None
     return (f"no v gives these values ({claimed} is not a combination of J's rows; least "
@@ -563,7 +566,8 @@ def diagnose_vjp(judge: _Judge, samples: list[_Sample], v: Sequence[float], quan
 
 
 def diagnose_jvp(judge: _Judge, samples: list[_Sample], u: Sequence[float],
-                 labels: Sequence[str]) -> tuple[str, list[float] | None]:  # fmt: skip
+                 labels: Sequence[str], listed: str | None = None,
+                 ref_text: str | None = None) -> tuple[str, list[float] | None]:  # fmt: skip
     """Why a claimed J u is wrong, and the u that gives it (None where none does)."""
     import numpy as np
 
@@ -578,7 +582,7 @@ def diagnose_jvp(judge: _Judge, samples: list[_Sample], u: Sequence[float],
                 f"{_factor_text(k)}")  # fmt: skip
         return head, [k * x for x in u]
     w, unique, res = _solve(judge, samples, lambda J: J, p)
-    at = _vec(refs[0])
+    at = ref_text or _vec(refs[0])
     if judge.m == judge.n:
         ut = [uu @ np.asarray(s.J, float) for s in samples]
         if _all_close(list(zip([s.claim for s in samples], ut, strict=True)), p) and \
@@ -594,7 +598,7 @@ def diagnose_jvp(judge: _Judge, samples: list[_Sample], u: Sequence[float],
                     f"variable's derivatives summed over the outputs); J u sums over the "
                     f"variables, weighted by u: {at} for u = {_vec(u)}"), w  # fmt: skip
     claimed = _vec(np.asarray(samples[0].claim, float)) if len(samples) == 1 else "the claim"
-    wrong = _wrong_flat(pairs[0], p, labels)
+    wrong = listed or _wrong_flat(pairs[0], p, labels)
     if w is not None and not _close(w, uu, p):
         if not _simple(w):
             return (f"{wrong}; no simple u gives the claim (exactly: u = {_vec(w)}), so "
@@ -602,6 +606,8 @@ def diagnose_jvp(judge: _Judge, samples: list[_Sample], u: Sequence[float],
         more = "" if unique else " (one such u: J's columns are linearly dependent)"
         return (f"{claimed} is J u for u = {_vec(w)}{more}, not for the u = {_vec(u)} you "
                 f"gave; for that u, J u = {at}"), w  # fmt: skip
+    if listed:
+        return wrong, None
     return (f"no u gives these values ({claimed} is not a combination of J's columns; least "
             f"squares leaves a residual of {_num(res)}): {wrong}"), None  # fmt: skip
 
@@ -823,13 +829,22 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
     inferred = None
     if status == "disagree":
         samples = _samples(j, c, exprs, key, transposed_shape)
+        listed = ref_text = None
+        if c.symbolic:
+            ref_text = "(" + ", ".join(_expr(_tidy(sp, e)) for e in in_claim) + ")"
+        if c.symbolic and not_identical:
+            bad = [f"{labels[k]} should be {_expr(_tidy(sp, in_claim[k]))}, not "
+                   f"{_expr(exprs[k])}" for k in not_identical[:6]]  # fmt: skip
+            more = len(not_identical) - 6
+            listed = "; ".join(bad) + (f"; and {more} more" if more > 0 else "")
         if key == "vjp":
             assert weights is not None
-            diagnosis, inf_w = diagnose_vjp(j, samples, weights, c.quantity, labels)
+            diagnosis, inf_w = diagnose_vjp(j, samples, weights, c.quantity, labels, listed,
+                                            ref_text)  # fmt: skip
             inferred = None if inf_w is None else tuple(inf_w)
         elif key == "jvp":
             assert weights is not None
-            diagnosis, inf_w = diagnose_jvp(j, samples, weights, labels)
+            diagnosis, inf_w = diagnose_jvp(j, samples, weights, labels, listed, ref_text)
             inferred = None if inf_w is None else tuple(inf_w)
         else:
 
@@ -841,7 +856,8 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
                     ri, rk = i, k
                 right = j.J[ri][rk]
                 mine = exprs[flat_k]
-                text = f"J[{ri + 1},{rk + 1}] = d{j.rows[ri]}/d{j.cols[rk]} is {_expr(right)}"
+                text = (f"J[{ri + 1},{rk + 1}] = d{j.rows[ri]}/d{j.cols[rk]} is "
+                        f"{_expr(_tidy(sp, right))}")  # fmt: skip
                 if j.at is not None and not right.is_number:
                     text += f" (= {_num(j.value(right, j.at))} at the point)"
                 yours = _expr(mine)
@@ -851,8 +867,6 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
 
             pairs = [divmod(k, c.shape[1]) for k in wrong]
             diagnosis = diagnose_jacobian(j, samples, c.shape, pairs, entry)  # type: ignore[arg-type]
-        if c.symbolic and decided and key != "jacobian":
-            diagnosis = f"{diagnosis} ({decided})"
     del np
     return Claim(
         quantity=c.quantity,
@@ -865,7 +879,7 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
         reference=reference,
         check=check,
         claimed_text=tuple(_expr(e) for e in exprs),
-        reference_text=tuple(_expr(e) for e in in_claim),
+        reference_text=tuple(_expr(_tidy(sp, e)) for e in in_claim),
         identical=identical,
         decided_by=decided,
         wrong_entries=tuple(index(k) for k in wrong),
@@ -874,6 +888,18 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
         weights=weights,
         beyond=beyond,
     )
+
+
+def _tidy(sp: Any, e: Any) -> Any:
+    """A reference entry as a person would write it (x**2/|x| + |x| is 2*|x|), for the eye
+    only: small expressions are simplified, where that makes them shorter."""
+    if e.is_number or sp.count_ops(e) > 40:
+        return e
+    try:
+        t = sp.simplify(e)
+    except Exception:  # simplification is a courtesy here
+        return e
+    return t if sp.count_ops(t) <= sp.count_ops(e) else e
 
 
 def _expr(e: Any) -> str:
