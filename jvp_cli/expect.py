@@ -301,18 +301,13 @@ def parse(text: str, problem: Problem) -> Parsed:
 
 
 def parse_all(texts: Sequence[str], problem: Problem) -> list[Parsed]:
-    """Every --expect, refused (exit 2) before any engine runs where one is malformed or
-    cannot be checked with what was given."""
+    """Every --expect, refused (exit 2) before any engine runs where one is malformed.
+    Without --at, numbers are claimed as constant functions and checked as functions."""
     out = []
     for text in texts:
         claim = parse(text, problem)
-        if not claim.symbolic and problem.point is None:
-            raise _fail(
-                f"{claim.quantity}= gives numbers, which are values at a point",
-                text,
-                0,
-                "add --at with the point they are for (or give expressions in the variables)",
-            )
+        if problem.point is None:  # numbers without a point: constant functions, checked so
+            claim.symbolic = True
         out.append(claim)
     return out
 
@@ -887,6 +882,7 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
         inferred=inferred,
         weights=weights,
         beyond=beyond,
+        transposed=transposed_shape,
     )
 
 

@@ -233,6 +233,7 @@ class Claim:
     inferred: Vector | None = None  # the v (VJP) or u (JVP) that gives the claimed values
     weights: Vector | None = None  # the v (VJP) or u (JVP) the claim was judged with
     beyond: tuple[tuple[int, ...], ...] = ()  # reference entries beyond float64 (shown exactly)
+    transposed: bool = False  # a Jacobian claim in J^T's shape (reference laid out as J^T too)
 
     @property
     def agree(self) -> bool:

@@ -21,13 +21,21 @@ def _nested(flat: Any, shape: tuple[int, ...]) -> Any:
     return values
 
 
+def _reference(c: Claim) -> Any:
+    """The reference in its own shape (J, not J^T, for a claim in J^T's shape)."""
+    ref = _nested(c.reference, c.shape)
+    if ref is not None and c.transposed:
+        ref = [list(col) for col in zip(*ref, strict=True)]
+    return ref
+
+
 def claim_dict(c: Claim) -> dict[str, Any]:
     """One claim's JSON object (the stable keys of docs/json.md, and more)."""
     out: dict[str, Any] = {
         "quantity": c.quantity,
         "text": c.text,
         "claimed": _nested(c.claimed, c.shape),
-        "reference": _nested(c.reference, c.shape),
+        "reference": _reference(c),
         "agree": c.agree,
         "status": c.status,
         "symbolic": c.symbolic,
@@ -35,7 +43,8 @@ def claim_dict(c: Claim) -> dict[str, Any]:
     }
     if c.key == "jacobian":
         out["wrong_entries"] = [list(i) for i in c.wrong_entries]
-        out["shape"] = list(c.shape)
+        out["shape"] = list(c.shape)  # the claim's; J^T's where "transposed_shape"
+        out["transposed_shape"] = c.transposed
     else:
         out["max_abs_diff"] = None if c.check is None else json_number(c.check.max_abs_diff)
         out["wrong_entries"] = [list(i) for i in c.wrong_entries]
@@ -51,6 +60,9 @@ def claim_dict(c: Claim) -> dict[str, Any]:
     if c.symbolic:
         out["claimed_symbolic"] = _nested(c.claimed_text, c.shape)
         out["reference_symbolic"] = _nested(c.reference_text, c.shape)
+        if c.transposed:
+            out["reference_symbolic"] = [list(r) for r in zip(*out["reference_symbolic"],
+                                                              strict=True)]  # fmt: skip
         out["identical"] = c.identical
         out["decided_by"] = c.decided_by
     if c.claimed is None:
