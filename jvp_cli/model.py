@@ -276,6 +276,8 @@ class SampleResult:
     shrink_steps: int = 0  # simplifications accepted
     shrink_checks: int = 0  # single-point checks the shrinking ran
     notes: tuple[str, ...] = ()
+    exact_points: int = 0  # points judged by the single-point (30-digit) reference
+    fast: bool = False  # the sweep used --points' certified fast path where it could
 
     @property
     def ok(self) -> bool:

@@ -9,9 +9,19 @@ compare.compare, as in the report. A point agrees when every candidate agrees on
 quantity it gives, disagrees when any disagrees, and is undefined otherwise (the reference
 is NaN or infinite there: outside the domain, a kink).
 
+Many points at once, where --points' machinery applies (scalar variables, element-wise
+programs, no --u): the reference comes from batch.symbolic_side's fast path (J as e_i^T J row
+by row and v^T J, in float64 with a certified error bound) and torch from batch.torch_side
+(batched leaves, y.backward(e_i) and y.backward(v)). A point takes those fast values only
+where they decide every verdict there, as --points decides it: every value CERTAIN, its bound
+below KAPPA of the tolerance, and no candidate within the bound of the tolerance's edge;
+any other point, and every shrink candidate, is judged by the single-point reference.
+
 The hook for more candidates. A candidate is
 
     Candidate(name, values)    with    values(point) -> {quantity: flat values}
+
+(and optionally `batch=`, the same for a points x variables array at once)
 
 where `point` is a tuple of floats (the variables' elements, flat, in variable order),
 `quantity` is "jacobian" (row-major, outputs x variables), "vjp" (v^T J for the sweep's v)
@@ -50,10 +60,13 @@ Values = dict[str, Sequence[float]]
 
 class Candidate(NamedTuple):
     """Something judged against the reference at each point: `values(point)` returns
-    {quantity: flat values} for the quantities it computes (see the module docstring)."""
+    {quantity: flat values} for the quantities it computes (see the module docstring).
+    `batch`, optional, gives the same for all points at once (points x values arrays), where
+    the candidate can (torch on batched leaves, as --points runs it)."""
 
     name: str
     values: Callable[[Point], Values]
+    batch: Callable[[Any], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,79 @@ def torch_candidate(
             out["jvp"] = res.jvp
         return out
 
-    return Candidate("torch", values)
+    return Candidate("torch", values, _torch_batch(program, problem, v, u))
+
+
+def _torch_batch(
+    program: lang.Program, problem: Problem, v: Sequence[float] | None, u: Sequence[float] | None
+) -> Callable[[Any], dict[str, Any]] | None:
+    """torch on all points at once, as --points runs it (batch.torch_side): J row by row as
+    y.backward(e_i), and y.backward(v). None where --points' batching does not apply
+    (tensors, reductions) or forward mode is asked for (it runs per point)."""
+    import numpy as np
+
+    from . import batch
+
+    if u is not None:
+        return None
+    try:
+        batch.check_supported(program, problem)
+    except InputError:
+        return None
+    side = batch.torch_side(program, problem)
+    m = len(problem.outputs)
+
+    def run(X: Any) -> dict[str, Any]:
+        N = len(X)
+        rows = [side(X, np.tile(np.eye(m)[i], (N, 1)))[0] for i in range(m)]
+        out = {"jacobian": np.hstack(rows)}
+        if v is not None:
+            out["vjp"] = side(X, np.tile(np.asarray(v, dtype=float), (N, 1)))[0]
+        return out
+
+    return run
+
+
+def _fast_reference(
+    program: lang.Program, problem: Problem, v: Sequence[float] | None, u: Sequence[float] | None
+) -> Callable[[Any], dict[str, Any]] | None:
+    """The reference for all points at once by --points' fast path (batch.symbolic_side:
+    v^T J in float64 with a certified error bound): J as e_i^T J row by row, and v^T J.
+    Per quantity (values, error bounds, certain): a point whose values are not CERTAIN
+    (a domain condition near or past its boundary, an overflow) takes the single-point
+    reference instead. None where the fast path does not apply."""
+    import numpy as np
+
+    from . import batch, numeric
+
+    if u is not None:
+        return None
+    try:
+        batch.check_supported(program, problem)
+    except InputError:
+        return None
+    side = batch.symbolic_side(program, problem)
+    fast = side.fast
+    if fast is None:
+        return None
+    m = len(problem.outputs)
+
+    def run(X: Any) -> dict[str, Any]:
+        N = len(X)
+        parts = [fast(X, np.tile(np.eye(m)[i], (N, 1))) for i in range(m)]
+        out = {
+            "jacobian": (
+                np.hstack([p.G for p in parts]),
+                np.hstack([p.R for p in parts]),
+                np.all([p.state == numeric.CERTAIN for p in parts], axis=0),
+            )
+        }
+        if v is not None:
+            ev = fast(X, np.tile(np.asarray(v, dtype=float), (N, 1)))
+            out["vjp"] = (ev.G, ev.R, ev.state == numeric.CERTAIN)
+        return out
+
+    return run
 
 
 def claim_candidates(program: lang.Program, problem: Problem, claims: Sequence[Any]
@@ -207,23 +292,29 @@ class _Verdict(NamedTuple):
 
 def judge_point(point: Point, reference: Callable[[Point], Any], candidates: Sequence[Candidate],
                 problem: Problem) -> _Verdict:  # fmt: skip
-    """Every candidate against the reference at one point."""
-    ref = reference(point)
+    """Every candidate against the single-point reference at one point."""
+    return _combine(reference(point), [(c.name, c.values(point)) for c in candidates], problem)
+
+
+def _combine(ref: dict[str, Any], given: Sequence[tuple[str, Values]], problem: Problem
+             ) -> _Verdict:  # fmt: skip
+    """Each candidate's values against the reference's, by compare.compare."""
     checks: list[tuple[Check, str, str, Sequence[float], Sequence[float]]] = []
-    for cand in candidates:
-        for quantity, vals in cand.values(point).items():
+    for name, values in given:
+        for quantity, vals in values.items():
             if quantity not in ref:
                 continue
             expected, beyond = ref[quantity]
             if len(vals) != len(expected):
                 raise InputError(
-                    f"{cand.name} gave {len(vals)} values for {quantity}, the reference has "
+                    f"{name} gave {len(vals)} values for {quantity}, the reference has "
                     f"{len(expected)}",
                     where="--sample",
                 )
-            check = compare(quantity, list(expected), list(vals), problem.rtol, problem.atol,
-                            beyond, cand.name)  # fmt: skip
-            checks.append((check, cand.name, quantity, tuple(vals), tuple(expected)))
+            check = compare(quantity, list(expected), [float(x) for x in vals], problem.rtol,
+                            problem.atol,
+                            beyond, name)  # fmt: skip
+            checks.append((check, name, quantity, tuple(vals), tuple(expected)))
     statuses = {c.status for c, *_ in checks}
     status = next((s for s in ("disagree", "undefined") if s in statuses), "agree")
     worst = None
@@ -235,6 +326,39 @@ def judge_point(point: Point, reference: Callable[[Point], Any], candidates: Seq
         if failing is None and check.status == "disagree":
             failing = (name, quantity, vals, expected)
     return _Verdict(status, max(diff, 0.0), worst, failing)
+
+
+KAPPA = (
+    1e-3  # as in batch: a fast value is used when its bound is below this share of the tolerance
+)
+
+
+def _certain_at(ref_all: dict[str, Any], k: int, given: Sequence[tuple[str, Values]],
+                problem: Problem) -> dict[str, Any] | None:  # fmt: skip
+    """The fast reference at point k where it decides every verdict there (as batch's
+    _certify decides it: certain, a bound far below the tolerance, and no candidate within
+    the bound of the tolerance's edge), else None (the single-point reference then)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for q, (G, R, certain) in ref_all.items():
+        if not certain[k]:
+            return None
+        g, r = G[k], R[k]
+        with np.errstate(all="ignore"):
+            tol = problem.atol + problem.rtol * np.abs(g)
+            if not (r <= KAPPA * tol).all():
+                return None
+            for _, values in given:
+                if q in values:
+                    a = np.asarray(values[q], dtype=float)
+                    if (
+                        a.shape == g.shape
+                        and (np.abs(np.abs(a - g) - tol) <= r * (1 + problem.rtol) + 1e-300).any()
+                    ):
+                        return None
+        out[q] = (tuple(float(x) for x in g), set())
+    return out
 
 
 def _complexity(x: float) -> tuple[int, float, int]:
@@ -312,12 +436,25 @@ def sweep(
     reference = reference_at(program, problem, v, u)
     mine, notes = claim_candidates(program, problem, claims)
     candidates = [torch_candidate(program, problem, v, u), *mine, *extra]
+    fast = _fast_reference(program, problem, v, u) if problem.device == "cpu" else None
+    ref_all = fast(X) if fast is not None else None
+    batched = {c.name: c.batch(X) for c in candidates if c.batch is not None and ref_all}
     counts = {"agree": 0, "disagree": 0, "undefined": 0}
     worst: SamplePoint | None = None
     first: tuple[int, Point] | None = None
+    exact_points = 0
     for k in range(opts.n):
         point = tuple(float(x) for x in X[k])
-        verdict = judge_point(point, reference, candidates, problem)
+        verdict = None
+        if ref_all is not None:
+            given = [(c.name, {q: a[k] for q, a in batched[c.name].items()}
+                      if c.name in batched else c.values(point)) for c in candidates]  # fmt: skip
+            ref = _certain_at(ref_all, k, given, problem)
+            if ref is not None:
+                verdict = _combine(ref, given, problem)
+        if verdict is None:
+            exact_points += 1
+            verdict = judge_point(point, reference, candidates, problem)
         counts[verdict.status] += 1
         if verdict.worst is not None and (worst is None or verdict.diff > worst.diff):
             name, quantity, vals, expected = verdict.worst
@@ -356,4 +493,6 @@ def sweep(
         shrink_steps=steps,
         shrink_checks=checks,
         notes=tuple(notes),
+        exact_points=exact_points,
+        fast=ref_all is not None,
     )

@@ -126,3 +126,21 @@ def test_extra_candidate_hook() -> None:
     assert res.disagree == int((xs < 0).sum())
     assert res.first_failure is not None and res.first_failure.candidate == "my backward"
     assert res.first_failure.point == (-1.0,)
+
+
+def test_fast_path_gives_the_single_point_verdicts(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The sweep through --points' certified fast path and through the single-point
+    reference alone find the same counts, worst point and shrunk failure."""
+    program, problem = api.make_problem("x*abs(x) + y^2")
+    opts = sample.options(problem, 120, "x=-3:3,y=0.1:2", 9)
+    plan = expect.prepare(program, problem, ["grad=2*x, 2*y"], None, None)
+    fast = sample.sweep(program, problem, opts, plan.claims, plan.v, plan.u)
+    monkeypatch.setattr(sample, "_fast_reference", lambda *a: None)
+    slow = sample.sweep(program, problem, opts, plan.claims, plan.v, plan.u)
+    assert fast.fast and not slow.fast and slow.exact_points == 120
+    assert fast.exact_points < 120
+    for name in ("agree", "disagree", "undefined", "first_failure", "found_at"):
+        assert getattr(fast, name) == getattr(slow, name)
+    assert fast.worst is not None and slow.worst is not None
+    assert fast.worst.point == slow.worst.point
+    assert fast.worst.diff == pytest.approx(slow.worst.diff, rel=1e-12)

@@ -116,6 +116,8 @@ def json_fields(report: Report) -> dict[str, Any]:
             "found_index": s.found_index,
             "shrink_steps": s.shrink_steps,
             "shrink_checks": s.shrink_checks,
+            "exact_points": s.exact_points,
+            "fast": s.fast,
             "notes": list(s.notes),
         }
     return out
@@ -158,8 +160,8 @@ def _claim_panel(c: Claim) -> Any:
         table.add_column("claimed")
         table.add_column("reference (SymPy)")
     if c.claimed is not None:
-        table.add_column("claimed at the point", justify="right")
-        table.add_column("reference at the point", justify="right")
+        table.add_column("claim @ point" if c.symbolic else "claimed", justify="right")
+        table.add_column("SymPy @ point" if c.symbolic else "reference (SymPy)", justify="right")
     table.add_column("")
     for k, label in enumerate(c.labels):
         row = [Text(label, style="red" if k in flat_wrong else "")]
