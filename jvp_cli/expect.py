@@ -832,7 +832,11 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
                    f"{_expr(exprs[k])}" for k in not_identical[:6]]  # fmt: skip
             more = len(not_identical) - 6
             listed = "; ".join(bad) + (f"; and {more} more" if more > 0 else "")
-        if key == "vjp":
+        if not samples:  # no point where both are numbers: only the entries can be named
+            names = [claim_labels[k] for k in wrong] or list(claim_labels)
+            diagnosis = listed or (f"the claim is not a finite number where the reference "
+                                   f"is one ({', '.join(names[:6])})")  # fmt: skip
+        elif key == "vjp":
             assert weights is not None
             diagnosis, inf_w = diagnose_vjp(j, samples, weights, c.quantity, labels, listed,
                                             ref_text)  # fmt: skip
@@ -922,10 +926,8 @@ def _samples(j: _Judge, c: Parsed, exprs: list[Any], key: str, transposed: bool)
             if all(e.is_Rational for row in ej for e in row) and all(e.is_Rational for e in ec):
                 exact_J, exact_c = sp.Matrix(ej), ec
         out.append(_Sample(J, claim, exact_J, exact_c))
-    if not out:  # nowhere defined: judge at the point's floats anyway
-        out.append(_Sample([[0.0] * j.n] * j.m, [0.0] * len(exprs)))
     del key, transposed
-    return out
+    return out  # empty where the claim or J is nowhere finite among these points
 
 
 def attach(report: Report, claims: tuple[Claim, ...]) -> Report:
