@@ -133,6 +133,8 @@ def _labels(report: Report) -> list[str]:
     return out
 
 
+MAX_ENTRIES = 16  # entries of a claim listed in the terminal (and the wrong ones, up to 8 more)
+
 _STYLE = {"agree": ("✔ right", "bold green"), "disagree": ("✘ wrong", "bold red"),
           "undefined": ("? undefined at this point", "bold yellow")}  # fmt: skip
 
@@ -163,7 +165,9 @@ def _claim_panel(c: Claim) -> Any:
         table.add_column("claim @ point" if c.symbolic else "claimed", justify="right")
         table.add_column("SymPy @ point" if c.symbolic else "reference (SymPy)", justify="right")
     table.add_column("")
-    for k, label in enumerate(c.labels):
+    shown = [k for k in range(len(c.labels)) if k < MAX_ENTRIES or k in flat_wrong]
+    for k in shown[: MAX_ENTRIES + 8]:
+        label = c.labels[k]
         row = [Text(label, style="red" if k in flat_wrong else "")]
         if c.symbolic:
             row += [Text(c.claimed_text[k]), Text(c.reference_text[k])]
@@ -172,6 +176,9 @@ def _claim_panel(c: Claim) -> Any:
         row.append(Text("✘", style="red") if k in flat_wrong else Text(""))
         table.add_row(*row)
     parts.append(table)
+    left = len(c.labels) - min(len(shown), MAX_ENTRIES + 8)
+    if left > 0:
+        parts.append(Text(f"… {left} more entries (--json has them all)", style="dim"))
     label, style = _STYLE[c.status]
     verdict = Text(label, style=style)
     if c.check is not None:
