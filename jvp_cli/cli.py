@@ -585,6 +585,7 @@ def vjp(
             "'jacobian=2*x1,2,1; 1,3*x2^2,2*x3; 2,2*x2,3*x3^2'. Values as for --v/--u (by "
             "position, by name, nested lists); expressions in the variables are checked "
             "as functions. A wrong claim is diagnosed and exits 1. Repeatable.",
+            metavar="QUANTITY=VALUES",
         ),
     ] = None,
     sample: Annotated[
@@ -599,7 +600,9 @@ def vjp(
     box: Annotated[
         str | None,
         typer.Option(
-            "--box", help="The box --sample draws from, e.g. x=-3:3,y=0.1:2 (default -2:2)."
+            "--box",
+            help="The box --sample draws from, e.g. x=-3:3,y=0.1:2 (default -2:2).",
+            metavar="NAME=LOW:HIGH,...",
         ),
     ] = None,
     seed: Annotated[
