@@ -576,6 +576,38 @@ def vjp(
         Path | None,
         typer.Option("--file", "-f", help="Read the functions from a file.", dir_okay=False),
     ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect",
+            help="A claimed value to check against the reference, QUANTITY=VALUES with "
+            "QUANTITY vjp, grad, jvp or jacobian: --expect vjp=10,34,42, --expect "
+            "'jacobian=2*x1,2,1; 1,3*x2^2,2*x3; 2,2*x2,3*x3^2'. Values as for --v/--u (by "
+            "position, by name, nested lists); expressions in the variables are checked "
+            "as functions. A wrong claim is diagnosed and exits 1. Repeatable.",
+            metavar="QUANTITY=VALUES",
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            help="Check every claim and check at N random points of --box, and shrink the "
+            "first failing point toward simple values.",
+            metavar="N",
+        ),
+    ] = None,
+    box: Annotated[
+        str | None,
+        typer.Option(
+            "--box",
+            help="The box --sample draws from, e.g. x=-3:3,y=0.1:2 (default -2:2).",
+            metavar="NAME=LOW:HIGH,...",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="The seed of --sample's points (default 0).")
+    ] = None,
     dtype: Annotated[DType, typer.Option(help="PyTorch dtype.")] = DType.float64,
     device: Annotated[str, typer.Option(help="PyTorch device: cpu or cuda.")] = "cpu",
     engine: Annotated[
@@ -641,6 +673,7 @@ def vjp(
         full=full,
         timeout=timeout,
         debug=debug,
+        claims=(expect or [], sample, box, seed),
     )
     raise typer.Exit(int(code))
 
@@ -755,6 +788,7 @@ def execute(
     full: bool = False,
     timeout: float | str = 0.0,
     debug: bool = False,
+    claims: tuple[list[str], int | None, str | None, int | None] = ([], None, None, None),
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -788,6 +822,13 @@ def execute(
             seconds = max(seconds - (time.monotonic() - start), 1e-3)
 
         def work(limit: float) -> ExitCode:
+            checking = bool(claims[0]) or any(x is not None for x in claims[1:])
+            if points is not None and checking:
+                raise InputError(
+                    "--expect and --sample check one problem, not --points",
+                    where="usage",
+                    fix="drop --points, or --expect/--sample",
+                )
             if points is not None:
                 return _batch(
                     source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=limit
@@ -795,10 +836,18 @@ def execute(
             from . import api
 
             def solve() -> tuple[Any, str]:
+                pv, pu = (v, u) if at or not checking else (None, None)  # v, u need a point
                 program, problem = api.make_problem(
-                    source, at=at, v=v, u=u, shape=shape or [], **options
+                    source, at=at, v=pv, u=pu, shape=shape or [], **options
                 )
+                plan = None
+                if checking:  # --expect, --sample: refused (exit 2) before the engines run
+                    from . import expect
+
+                    plan = expect.prepare(program, problem, claims[0], v, u, *claims[1:])
                 report = api.solve(program, problem)
+                if plan is not None:
+                    report = plan.run(report)
                 return report, _render(report, json_out, full)
 
             report, output = _in_worker(solve, limit)

@@ -43,9 +43,12 @@ def compare(
     rtol: float,
     atol: float,
     beyond: Collection[tuple[int, ...]] = (),
+    candidate: str = "torch",
 ) -> Check:
     """Compare two equally shaped nested sequences of floats; `beyond`: the indices where
-    the reference is finite but beyond float64's range (its float is +-inf)."""
+    the reference is finite but beyond float64's range (its float is +-inf). `expected` is
+    the reference, `actual` the candidate (torch's autograd, a claim, the user's code):
+    every candidate is judged by this one comparison and gets this one verdict type."""
     exp = _flatten(expected)
     act = _flatten(actual)
     if [i for i, _ in exp] != [i for i, _ in act]:
@@ -73,4 +76,4 @@ def compare(
             close = False
     # A definite disagreement outranks entries that are undefined.
     status = "disagree" if not close else ("undefined" if undefined else "agree")
-    return Check(name, status, max_diff, rtol, atol, worst, tuple(undefined))
+    return Check(name, status, max_diff, rtol, atol, worst, tuple(undefined), candidate)

@@ -198,10 +198,91 @@ class Check:
     atol: float
     worst: tuple[int, ...] | None = None  # index of the largest difference
     undefined: tuple[tuple[int, ...], ...] = ()  # indices where either side is not finite
+    # what was judged against the reference: "torch" (autograd of the parsed program), "claim"
+    # (--expect), and the other candidates (the user's code, finite differences)
+    candidate: str = "torch"
 
     @property
     def agree(self) -> bool:
         return self.status == "agree"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A value the user claims (--expect QUANTITY=VALUES), judged against the reference: a
+    candidate like torch's autograd, with a teacher's diagnosis when it is wrong (expect.py).
+
+    Values are flat: a Jacobian row-major (`shape` is the claim's own (rows, columns), which
+    may be the transpose of J's), a VJP over the variables' elements, a JVP over the outputs'."""
+
+    quantity: str  # "vjp" | "grad" | "jvp" | "jacobian", as typed
+    text: str  # the option's text
+    status: str  # "agree" | "disagree" | "undefined"
+    symbolic: bool  # some value is an expression in the variables
+    shape: tuple[int, ...]  # the claim's shape: (n,) for a VJP, (m,) for a JVP, (rows, cols)
+    labels: tuple[str, ...]  # each flat entry's name: x1.grad, f2, df1/dx3
+    claimed: Vector | None = None  # the claim's values at the point (None: no --at)
+    reference: Vector | None = None  # the reference's values there, in the claim's layout
+    check: Check | None = None  # the comparison at the point (candidate "claim")
+    claimed_text: tuple[str, ...] = ()  # each entry as an expression (symbolic claims)
+    reference_text: tuple[str, ...] = ()  # the reference's entries as expressions
+    identical: bool | None = None  # symbolic claims: identical to the reference as functions
+    decided_by: str | None = None  # how `identical` was decided
+    wrong_entries: tuple[tuple[int, ...], ...] = ()  # indices (in the claim's shape) that are wrong
+    diagnosis: str | None = None  # why it is wrong, as a teacher would say it
+    inferred: Vector | None = None  # the v (VJP) or u (JVP) that gives the claimed values
+    weights: Vector | None = None  # the v (VJP) or u (JVP) the claim was judged with
+    beyond: tuple[tuple[int, ...], ...] = ()  # reference entries beyond float64 (shown exactly)
+    transposed: bool = False  # a Jacobian claim in J^T's shape (reference laid out as J^T too)
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+    @property
+    def key(self) -> str:
+        """The JSON key: a gradient is the VJP of a scalar output."""
+        return "vjp" if self.quantity == "grad" else self.quantity
+
+
+@dataclass(frozen=True)
+class SamplePoint:
+    """One point of a --sample sweep and what was found there."""
+
+    point: Vector  # flat, variables in order
+    diff: float  # the largest |reference - candidate| there
+    candidate: str  # which candidate it was ("torch", "claim vjp=...")
+    quantity: str  # "jacobian" | "vjp" | "jvp"
+    status: str
+    claimed: Vector = ()  # the candidate's values there
+    reference: Vector = ()  # the reference's values there
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """--sample N: every claim and check at N random points of a box (sample.py)."""
+
+    n: int
+    seed: int
+    box: tuple[tuple[str, float, float], ...]  # (variable, low, high)
+    agree: int
+    disagree: int
+    undefined: int
+    candidates: tuple[str, ...]  # what was checked at each point
+    worst: SamplePoint | None = None
+    first_failure: SamplePoint | None = None  # shrunk toward simple values
+    found_at: Vector | None = None  # the first failing point as drawn, before shrinking
+    found_index: int | None = None  # its index among the N points
+    shrink_steps: int = 0  # simplifications accepted
+    shrink_checks: int = 0  # single-point checks the shrinking ran
+    notes: tuple[str, ...] = ()
+    exact_points: int = 0  # points judged by the single-point (30-digit) reference
+    fast: bool = False  # the sweep used --points' certified fast path where it could
+
+    @property
+    def ok(self) -> bool:
+        """No point disagrees (undefined points, outside the domain, are counted only)."""
+        return self.disagree == 0
 
 
 @dataclass(frozen=True)
@@ -211,10 +292,16 @@ class Report:
     autograd: AutogradResult | None = None
     checks: tuple[Check, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    claims: tuple[Claim, ...] = ()  # --expect: each claim against the reference
+    sample: SampleResult | None = None  # --sample: the sweep
 
     @property
     def agree(self) -> bool:
-        return all(c.agree for c in self.checks)
+        return (
+            all(c.agree for c in self.checks)
+            and all(c.agree for c in self.claims)
+            and (self.sample is None or self.sample.ok)
+        )
 
     def check(self, name: str) -> Check | None:
         for c in self.checks:

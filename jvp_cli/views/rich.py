@@ -338,7 +338,8 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         )
 
     if a is None:
-        return Group(*parts, *[Text(note, style="dim") for note in report.notes])
+        return Group(*parts, *[Text(note, style="dim") for note in report.notes],
+                     *_claims(report))  # fmt: skip
 
     assert s.jacobian is not None
     parts.append(
@@ -381,13 +382,30 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         parts.append(
             Text(f"({len(notes) - 10} more notes: --full or --json shows them)", style="dim")
         )
+    parts.extend(_claims(report))  # --expect, --sample
     status = overall(report)
     label, style = _VERDICT_STYLE[status]
     verdict = Text("Verdict: ", style="bold")
     verdict.append(label if status != "undefined" else "undefined at this point", style=style)
-    verdict.append(f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)})")
+    verdict.append(
+        f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)}{_claims_verdict(report)})"
+    )
     parts.append(verdict)
     return Group(*parts)
+
+
+def _claims(report: Report) -> list[Any]:
+    from .expect import rich_parts
+
+    return rich_parts(report)
+
+
+def _claims_verdict(report: Report) -> str:
+    """The claims' and the sweep's part of the verdict line."""
+    items = [f"claim {c.quantity}: {c.status}" for c in report.claims]
+    if report.sample is not None:
+        items.append(f"sample: {report.sample.disagree} of {report.sample.n} disagree")
+    return (", " if report.checks and items else "") + ", ".join(items)
 
 
 def _two_sides(
