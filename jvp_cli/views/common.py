@@ -93,6 +93,8 @@ def overall(report: Report) -> str:
     if not report.checks:
         return "symbolic-only"
     statuses = {c.status for c in report.checks}
+    # --torch / --fd: an error in the user's code reads as a disagreement
+    statuses |= {"disagree" if s == "error" else s for s in report.candidate_statuses}
     for s in ("disagree", "undefined"):
         if s in statuses:
             return s

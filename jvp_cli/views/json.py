@@ -8,6 +8,8 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import fd as fd_view
+from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
 
 SCHEMA_VERSION = 1
@@ -96,6 +98,8 @@ def to_dict(report: Report) -> dict[str, Any]:
     out["dtype"] = p.dtype
     out["engine"] = p.engine
     out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
+    out.update(usercode_view.sections(report))  # --torch FILE.py:NAME
+    out.update(fd_view.sections(report))  # --fd
     return out
 
 
