@@ -291,12 +291,27 @@ def describe(exc: BaseException, path: Path, shown: str, module: Any = None) -> 
         cls = getattr(module, m.group(1), None) if m else None
         method = getattr(cls, "backward", None) if inspect.isclass(cls) else None
         if method is not None:
-            try:
-                line = inspect.getsourcelines(method)[1]
-                where = f"{cls.__name__}.backward"  # type: ignore[union-attr]
-            except (OSError, TypeError):
-                pass
+            line = _return_line(method)
+            where = f"{cls.__name__}.backward"  # type: ignore[union-attr]
     return UserCodeError(printable(message), shown, line, where or None)
+
+
+def _return_line(method: Any) -> int | None:
+    """The line of the last `return` in `method` (what a backward returned is what torch
+    refused), else of its `def`."""
+    import ast
+    import textwrap
+
+    try:
+        lines, start = inspect.getsourcelines(method)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    fn = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)), None)
+    if fn is None:
+        return start
+    returns = [n.lineno for n in ast.walk(fn) if isinstance(n, ast.Return)]
+    return start - 1 + (max(returns) if returns else fn.lineno)
 
 
 class _Failed(Exception):

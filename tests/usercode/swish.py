@@ -87,11 +87,13 @@ class Raises(Swish):
 
 
 class Detached(torch.autograd.Function):
-    """The forward's result is cut from the graph: backward is never called."""
+    """The forward's result is marked non-differentiable: backward is never called."""
 
     @staticmethod
     def forward(ctx, x):
-        return x * torch.sigmoid(x)
+        y = x * torch.sigmoid(x)
+        ctx.mark_non_differentiable(y)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
