@@ -41,8 +41,9 @@ def line_of(path: str, text: str, after: str | None = None) -> int:
 
 
 def run_swish(vjp, name: str, at: str = "0.5", *extra: str, code: int = 0):
-    return vjp("x*sigmoid(x)", "--torch", f"{SWISH}:{name}", "--at", at, "--json", *extra,
-               code=code)  # fmt: skip
+    return vjp(
+        "x*sigmoid(x)", "--torch", f"{SWISH}:{name}", "--at", at, "--json", *extra, code=code
+    )
 
 
 def test_correct_function_agrees(vjp) -> None:
@@ -141,8 +142,18 @@ def test_forward_mode_checked_where_defined(vjp) -> None:
 
 @pytest.mark.parametrize("name", ["f", "stacked", "Seed", "model"])
 def test_seed_system_every_way(vjp, name: str) -> None:
-    out = vjp(SEED_SYSTEM, "--torch", f"{SEED}:{name}", "--at", "1,2,3", "--v", "3,2,1",
-              "--u", "1,0,0", "--json").json()  # fmt: skip
+    out = vjp(
+        SEED_SYSTEM,
+        "--torch",
+        f"{SEED}:{name}",
+        "--at",
+        "1,2,3",
+        "--v",
+        "3,2,1",
+        "--u",
+        "1,0,0",
+        "--json",
+    ).json()
     c = out["code"]
     assert c["agree"], c
     assert c["forward"]["values"] == [8.0, 18.0, 33.0]  # 1+4+3, 1+8+9, 2+4+27
@@ -153,15 +164,17 @@ def test_seed_system_every_way(vjp, name: str) -> None:
 
 
 def test_wrong_formula_in_plain_function(vjp) -> None:
-    c = vjp(SEED_SYSTEM, "--torch", f"{SEED}:wrong", "--at", "1,2,3", "--v", "3,2,1", "--json",
-            code=1).json()["code"]  # fmt: skip
+    c = vjp(
+        SEED_SYSTEM, "--torch", f"{SEED}:wrong", "--at", "1,2,3", "--v", "3,2,1", "--json", code=1
+    ).json()["code"]
     assert c["forward"]["values"][1] == 1 + 4 + 9
     assert c["jacobian"]["worst"] == [1, 1]  # d f2 / d x2: 4 where it is 12
 
 
 def test_wrong_number_of_outputs(vjp) -> None:
-    err = vjp(SEED_SYSTEM, "--torch", f"{SEED}:two", "--at", "1,2,3", "--json",
-              code=1).json()["code"]["error"]  # fmt: skip
+    err = vjp(SEED_SYSTEM, "--torch", f"{SEED}:two", "--at", "1,2,3", "--json", code=1).json()[
+        "code"
+    ]["error"]
     assert "returned 2 output elements" in err["message"] and "have 3" in err["message"]
     assert err["line"] == line_of(SEED, "def two")
 
@@ -212,8 +225,13 @@ def test_prints_in_user_code_keep_json_valid(vjp) -> None:
 def test_prints_at_fd_level_keep_json_valid_subprocess() -> None:
     vjp_bin = str(Path(sys.executable).with_name("vjp"))
     env = {k: v for k, v in os.environ.items() if k != "JVP_CLI_NO_FORK"}
-    p = subprocess.run([vjp_bin, "x*sigmoid(x)", "--torch", f"{SWISH}:noisy", "--at", "0.5",
-                        "--json"], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    p = subprocess.run(
+        [vjp_bin, "x*sigmoid(x)", "--torch", f"{SWISH}:noisy", "--at", "0.5", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["code"]["agree"]
     assert "raw write to fd 1" in p.stderr and "hello from the user's code" in p.stderr
