@@ -888,7 +888,7 @@ def _candidates(report: Any, program: Any, spec: Any, fd: bool) -> Any:
     if spec is not None:
         from . import usercode
 
-        report = usercode.attach(report, program, spec)
+        report = usercode.attach(report, program, spec, fd)
     if fd:
         from . import fd as fd_module
 

@@ -277,6 +277,9 @@ class CodeReport:
     forward_reference: Vector
     checks: dict[str, Check | None]  # "forward", "jacobian", "vjp", "jvp"
     notes: tuple[str, ...] = ()
+    # --fd with --torch: FD of the user's own forward, judged against the code's Jacobian (is
+    # the backward right for what the forward computes?): a diagnosis, not in the verdict
+    own_fd: FdQuantity | None = None
 
     @property
     def status(self) -> str:

@@ -49,6 +49,7 @@ from .model import (
     CodeOnlyReport,
     CodeReport,
     CodeValues,
+    FdQuantity,
     FdReport,
     InputError,
     Problem,
@@ -557,8 +558,9 @@ def judge(
     return out
 
 
-def attach(report: Report, program: Any, spec: Spec) -> Report:
-    """The report with the user's code checked against the same reference (report.code)."""
+def attach(report: Report, program: Any, spec: Spec, fd: bool = False) -> Report:
+    """The report with the user's code checked against the same reference (report.code);
+    with `fd`, also finite differences of the code's own forward against its backward."""
     p = report.problem
     assert p.point is not None
     loaded = load(spec)
@@ -567,6 +569,10 @@ def attach(report: Report, program: Any, spec: Spec) -> Report:
     forward_ref = reference_forward(program, p)
     checks = judge(values, forward_ref, report)
     notes = _notes(loaded, values, checks, report)
+    own = None
+    if fd and values.error is None and values.jacobian is not None:
+        own, more = _own_forward(loaded, values, checks, p)
+        notes.extend(more)
     code = CodeReport(
         file=spec.shown,
         name=spec.name,
@@ -575,8 +581,49 @@ def attach(report: Report, program: Any, spec: Spec) -> Report:
         forward_reference=forward_ref,
         checks=checks,
         notes=tuple(notes),
+        own_fd=own,
     )
     return replace(report, code=code)
+
+
+def _own_forward(
+    loaded: Loaded, values: CodeValues, checks: dict[str, Check | None], p: Problem
+) -> tuple[FdQuantity, list[str]]:
+    """FD of the user's own forward against their backward's Jacobian: whether the backward
+    is right for what the forward computes, which tells a wrong backward from a wrong
+    forward."""
+    from . import fd
+    from .compare import compare_within
+
+    assert p.point is not None and values.jacobian is not None
+    m = len(values.jacobian)
+    with user_output():
+        J, E = fd.jacobian(fd.code_function(loaded, p.shapes, m, p.device), p.point, m)
+    how = (
+        "your code's Jacobian against FD of your own forward: |code - FD| <= "
+        f"{fd.SAFETY:g} x error estimate + {fd.FLOOR:g} x (1 + |FD|)"
+    )
+    q = FdQuantity(J.tolist(), E.tolist())
+    check = compare_within(
+        "jacobian", q.values, values.jacobian, fd.tolerance(q.error, q.values), how
+    )
+    notes = []
+    jac, fwd = checks.get("jacobian"), checks.get("forward")
+    if check.agree and jac is not None and not jac.agree:
+        if fwd is not None and fwd.status == "disagree":
+            notes.append(
+                "your backward matches finite differences of your own forward: it "
+                "is right for what your forward computes; the forward is what does "
+                "not compute the formula"
+            )
+        else:
+            notes.append("your backward matches finite differences of your own forward")
+    elif check.status == "disagree":
+        notes.append(
+            "your backward does not match finite differences of your own forward: "
+            "the backward is wrong for what the forward computes"
+        )
+    return replace(q, check=check), notes
 
 
 def _notes(

@@ -159,3 +159,33 @@ def test_fd_as_reference_catches_a_wrong_backward(vjp) -> None:
     assert within_own_error(j["values"], j["error"], [[hand]])
     assert out["code"]["jacobian"]["status"] == "disagree"
     assert "error estimate" in out["code"]["jacobian"]["tolerance"]
+
+
+def test_fd_of_own_forward_tells_a_wrong_forward_from_a_wrong_backward(vjp) -> None:
+    swish = HERE / "swish.py"
+    wrong_fwd = vjp(
+        "x*sigmoid(x)",
+        "--torch",
+        f"{swish}:TanhSwish.apply",
+        "--at",
+        "0.5",
+        "--fd",
+        "--json",
+        code=1,
+    ).json()["code"]
+    own = wrong_fwd["own_fd"]
+    t = math.tanh(0.5)
+    assert own["agree"] and within_own_error(own["values"], own["error"], [[t + 0.5 * (1 - t * t)]])
+    assert any("the forward is what does not compute the formula" in n for n in wrong_fwd["notes"])
+    wrong_bwd = vjp(
+        "x*sigmoid(x)",
+        "--torch",
+        f"{swish}:SwishTwice.apply",
+        "--at",
+        "0.5",
+        "--fd",
+        "--json",
+        code=1,
+    ).json()["code"]
+    assert wrong_bwd["own_fd"]["status"] == "disagree"
+    assert any("the backward is wrong" in n for n in wrong_bwd["notes"])

@@ -275,3 +275,8 @@ def test_evaluate_at_hook_returns_plain_floats() -> None:
     extra = usercode.load(usercode.parse_spec(f"{SWISH}:SwishExtra.apply"))
     failed = usercode.evaluate_at(extra, [()], [0.5], None, None, 1)
     assert failed.error is not None and failed.phase == "jacobian" and failed.jacobian is None
+
+
+def test_user_code_is_bounded_by_timeout(vjp) -> None:
+    r = vjp("x", "--torch", f"{SWISH}:hang", "--at", "1", "--timeout", "3", code=2)
+    assert "stopped after 3 s (--timeout)" in r.stderr and r.stdout == ""

@@ -114,6 +114,10 @@ def code_dict(report: Report) -> dict[str, Any]:
         q["builtin_status"] = None if builtin is None else builtin.status
         out[name] = q
     out["error"] = _error_dict(vals.error, vals.phase)
+    if code.own_fd is not None:  # --fd: FD of the code's own forward vs its backward
+        from .fd import _q
+
+        out["own_fd"] = _q(code.own_fd)
     out["agree"] = code.agree
     out["status"] = code.status
     out["notes"] = list(code.notes)

@@ -111,3 +111,9 @@ def noisy(x):
     print("hello from the user's code")
     os.write(1, b"raw write to fd 1\n")
     return Swish.apply(x)
+
+
+def hang(x):
+    """Never returns: --timeout must still stop the run."""
+    while True:
+        pass
