@@ -160,7 +160,15 @@ def load(spec: Spec) -> Loaded:
     obj: Any = module
     for k, part in enumerate(spec.name.split(".")):
         if not hasattr(obj, part):
-            have = sorted(n for n in vars(obj) if not n.startswith("_")) if k == 0 else []
+            have = (
+                sorted(
+                    n
+                    for n, x in vars(obj).items()
+                    if not n.startswith("_") and not inspect.ismodule(x)
+                )
+                if k == 0
+                else []
+            )
             listed = f"; it defines {', '.join(have[:12])}" if have else ""
             raise InputError(
                 f"{printable(spec.shown)} has no '{'.'.join(spec.name.split('.')[: k + 1])}'"
@@ -450,7 +458,16 @@ def _call(
         if raw and any(s in low for s in _NO_FORWARD_AD):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise _NoForward(f"forward mode not supported by your code: {first}") from None
-        raise _Failed(describe(exc, loaded.spec.path, loaded.spec.shown, loaded.module)) from None
+        err = describe(exc, loaded.spec.path, loaded.spec.shown, loaded.module)
+        if err.line is None:  # raised while calling it (the arguments do not fit): its def
+            message = err.message
+            if isinstance(exc, TypeError):
+                message += (
+                    f" ({loaded.spec.name} is called with {len(args)} tensor"
+                    f"{'s' if len(args) != 1 else ''}, one per variable, in order)"
+                )
+            err = replace(err, message=message, line=loaded.line, where=loaded.spec.name)
+        raise _Failed(err) from None
     items = list(result) if isinstance(result, (tuple, list)) else [result]
     where = loaded.line
     outs = []
@@ -638,22 +655,31 @@ def _notes(
             "your code's forward values are not the functions' values: it does not "
             "compute the formula (check the forward, or the FUNCTIONS)"
         )
+    mine: list[str] = []  # your code wrong, torch's built-in right
+    both: list[str] = []
     for name in ("jacobian", "vjp", "jvp"):
         c, b = checks[name], builtin.get(name)
-        if c is None or b is None:
+        if c is None or b is None or c.status != "disagree":
             continue
-        if c.status == "disagree" and b.agree:
-            notes.append(
-                f"{name}: your code disagrees with the reference and torch's built-in "
-                "autograd of the formula agrees: the fault is in your code"
-                + (" (its backward)" if name != "jvp" else " (its jvp)")
-                + ("" if fwd is None or fwd.agree else ", or in its forward")
-            )
-        elif c.status == "disagree" and b.status == "disagree":
-            notes.append(
-                f"{name}: your code and torch's built-in autograd both disagree with "
-                "the reference (float64 rounding in the formula at this point?)"
-            )
+        (mine if b.agree else both).append(name)
+    if mine:
+        part = (
+            "its jvp"
+            if mine == ["jvp"]
+            else "its backward"
+            if "jvp" not in mine
+            else "its backward and jvp"
+        )
+        notes.append(
+            f"{', '.join(mine)}: your code disagrees with the reference and torch's built-in "
+            f"autograd of the formula agrees: the fault is in your code ({part}"
+            + (")" if fwd is None or fwd.agree else ", or its forward)")
+        )
+    if both:
+        notes.append(
+            f"{', '.join(both)}: your code and torch's built-in autograd both disagree with "
+            "the reference (float64 rounding in the formula at this point?)"
+        )
     if values.jvp_status == "not-defined" and values.jvp_note:
         notes.append(values.jvp_note)
     return notes

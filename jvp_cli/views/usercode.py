@@ -67,7 +67,9 @@ def _quantity(
         "max_abs_diff": None
         if check is None or check.status == "not-defined"
         else json_number(check.max_abs_diff),
-        "agree": status == "agree",
+        # no verdict where nothing was compared: forward mode the code does not define, or a
+        # step after the one that failed
+        "agree": None if status in ("not-defined", "not-run") else status == "agree",
         "status": status,
     }
     if check is not None and check.worst is not None:
