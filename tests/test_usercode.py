@@ -280,3 +280,16 @@ def test_evaluate_at_hook_returns_plain_floats() -> None:
 def test_user_code_is_bounded_by_timeout(vjp) -> None:
     r = vjp("x", "--torch", f"{SWISH}:hang", "--at", "1", "--timeout", "3", code=2)
     assert "stopped after 3 s (--timeout)" in r.stderr and r.stdout == ""
+
+
+def test_code_only_error_is_a_result_and_fd_still_shown(vjp) -> None:
+    out = vjp("--torch", f"{SWISH}:SwishExtra.apply", "--at", "0.5", "--json", code=1).json()
+    assert "incorrect number of gradients" in out["code"]["error"]["message"]
+    assert out["code"]["jacobian"]["status"] == "error" and out["v"] == [1.0]
+    assert_close(out["fd"]["jacobian"]["values"], [[dswish(0.5)]], 1e-9, 1e-9)
+    assert out["status"] == "disagree" and out["agree"] is False
+
+
+def test_torch_with_points_is_refused(vjp) -> None:
+    r = vjp("x", "--torch", f"{SWISH}:Swish", "--points", "-", code=2, input="x\n1\n")
+    assert "--torch checks one point" in r.stderr

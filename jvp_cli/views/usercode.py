@@ -336,7 +336,7 @@ def standalone_dict(r: CodeOnlyReport) -> dict[str, Any]:
             "values": None if vals.forward is None else nums(vals.forward),
             "reference": None,
             "max_abs_diff": None,
-            "agree": vals.error is None,
+            "agree": None if fwd_status == "no-reference" else False,
             "status": fwd_status,
         },
     }
