@@ -216,7 +216,7 @@ def load(spec: Spec) -> Loaded:
 def _params(obj: Any, target: Any, kind: str) -> tuple[str, ...] | None:
     """The positional parameters the code takes (their names), None when not fixed."""
     if kind == "Function.apply":
-        cls = obj if inspect.isclass(obj) else obj.__self__
+        cls: Any = obj if inspect.isclass(obj) else obj.__self__
         try:
             sig = inspect.signature(cls.forward)
         except (TypeError, ValueError):
@@ -239,7 +239,7 @@ def _params(obj: Any, target: Any, kind: str) -> tuple[str, ...] | None:
 
 
 def _line_of(obj: Any) -> int | None:
-    target = obj.__self__ if inspect.ismethod(obj) else obj
+    target: Any = obj.__self__ if inspect.ismethod(obj) else obj
     try:
         return inspect.getsourcelines(target)[1]
     except (OSError, TypeError):
@@ -369,10 +369,14 @@ def evaluate_at(
                     if not o.requires_grad:
                         rows.append((0.0,) * sum(math.prod(s) for s in shapes))
                         continue
+                    row = flat[k]
                     grads = _guard(
                         loaded,
-                        lambda f=flat, k=k: torch.autograd.grad(
-                            f[k], leaves, retain_graph=True, allow_unused=True
+                        lambda: torch.autograd.grad(
+                            row,  # noqa: B023 (the lambda is called at once, in this pass)
+                            leaves,
+                            retain_graph=True,
+                            allow_unused=True,
                         ),
                     )
                     rows.append(_flat(grads, leaves))
