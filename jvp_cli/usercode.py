@@ -23,10 +23,13 @@ Prints in the user's code go to stderr (sys.stdout and file descriptor 1 are red
 it runs), so `--json` stays one JSON object. The CLI runs all this in the forked, time-limited
 child (supervise.py), so --timeout bounds the user's code too.
 
-The hook for `--sample`: `evaluate_at(loaded, shapes, point, v, u, ...)` runs the loaded code at
-one point and returns a `CodeValues` of plain floats (forward values, Jacobian, vjp, jvp or
-jvp_status "not-defined", or `error`); `load(path, name)` loads it once, and `reference_forward`
-gives the formula's 30-digit values at a point to compare with.
+The hook for `--sample`: load the code once with `loaded = load(parse_spec("FILE.py:NAME"))`
+(InputError, exit 2, when it cannot be), then `evaluate_at(loaded, shapes, point, v, u,
+n_outputs, dtype, device)` runs it at one point and returns a `CodeValues` of plain floats:
+forward values, Jacobian, vjp, jvp (or jvp_status "not-defined"), or `error` (a
+UserCodeError with file and line) and the `phase` that failed; it never raises for what the
+user's code does. `reference_forward(program, problem)` gives the formula's 30-digit values
+at problem.point, and `judge` compares a CodeValues with a Report's reference.
 """
 
 from __future__ import annotations
