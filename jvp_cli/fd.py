@@ -217,6 +217,20 @@ def attach(report: Report, program: Any) -> Report:
         vq = judged("vjp", vq, s.vjp, s.beyond("vjp"))
     if uq is not None and s.jvp is not None:
         uq = judged("jvp", uq, s.jvp, s.beyond("jvp"))
+    notes = []
+    wrong = [
+        q.check.name
+        for q in (jq, vq, uq)
+        if q is not None and q.check is not None and q.check.status == "disagree"
+    ]
+    torch_ok = [c.name for c in report.checks if c.agree]
+    if wrong and all(name in torch_ok for name in wrong):
+        notes.append(
+            f"{', '.join(wrong)}: finite differences disagree where torch's autograd agrees "
+            "with the reference: FD cannot resolve the derivative here (the function changes "
+            "on a scale below FD's steps: an oscillation, a kink or a pole nearby; see FD's "
+            "error estimate)"
+        )
     fdr = FdReport(
         "formula",
         METHOD + " of the formula, evaluated by mpmath at 30 digits",
@@ -224,6 +238,7 @@ def attach(report: Report, program: Any) -> Report:
         jq,
         vq,
         uq,
+        notes=tuple(notes),
     )
     return replace(report, fd=fdr)
 

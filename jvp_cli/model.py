@@ -320,6 +320,7 @@ class FdReport:
     vjp: FdQuantity | None = None
     jvp: FdQuantity | None = None
     is_reference: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:

@@ -189,3 +189,31 @@ def test_fd_of_own_forward_tells_a_wrong_forward_from_a_wrong_backward(vjp) -> N
     ).json()["code"]
     assert wrong_bwd["own_fd"]["status"] == "disagree"
     assert any("the backward is wrong" in n for n in wrong_bwd["notes"])
+
+
+def test_fd_that_cannot_resolve_the_derivative_disagrees_and_says_why(vjp) -> None:
+    # sin(1/x) at 0.01 oscillates on a scale far below numdifftools' steps: FD is wrong,
+    # and must be reported wrong (never "agree"), with torch and the reference standing
+    out = vjp("sin(1/x)", "--at", "0.01", "--fd", "--json", code=1).json()
+    hand = -math.cos(100.0) * 1e4  # d sin(1/x) / dx = -cos(1/x) / x^2
+    assert out["jacobian"]["agree"] and abs(out["jacobian"]["sympy"][0][0] - hand) < 1e-8
+    assert out["fd"]["jacobian"]["status"] == "disagree"
+    assert any("FD cannot resolve" in n for n in out["fd"]["notes"])
+
+
+def test_fd_within_its_error_at_random_points() -> None:
+    from jvp_cli import lang
+
+    program = lang.parse_program("sin(x)*exp(y); log(1 + x**2 + y**2); x/(1 + y**2)")
+    f = fd.formula_function(program, [(), ()])
+    rng = np.random.default_rng(12)
+    for _ in range(15):
+        x, y = rng.uniform(-2, 2, 2)
+        r = 1 + x * x + y * y
+        hand = [
+            [math.cos(x) * math.exp(y), math.sin(x) * math.exp(y)],
+            [2 * x / r, 2 * y / r],
+            [1 / (1 + y * y), -2 * x * y / (1 + y * y) ** 2],
+        ]
+        J, E = fd.jacobian(f, [x, y], 3)
+        assert within_own_error(J, E, hand), (x, y)

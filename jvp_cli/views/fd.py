@@ -37,6 +37,7 @@ def fd_dict(fd: FdReport) -> dict[str, Any]:
         "jvp": _q(fd.jvp),
         "agree": fd.agree if not fd.is_reference else None,
         "status": fd.status if not fd.is_reference else "reference",
+        "notes": list(fd.notes),
     }
 
 
@@ -95,7 +96,7 @@ def panels(report: Report) -> list[Any]:
     how = Text(f"{fd.method}; agree when {fd.tolerance}", style="dim")
     return [
         Panel(
-            Group(table, *lines, how),
+            Group(table, *lines, how, *[Text("note: " + n, style="dim") for n in fd.notes]),
             title=title,
             title_align="left",
             subtitle=Text(label, style=style),
