@@ -857,6 +857,14 @@ def execute(
                                        seconds, points=points, json_out=json_out)  # fmt: skip
                 except supervise.ForkFailed:
                     pass  # no process to spare: in this one, as without fork
+                except supervise.ChildDied as exc:
+                    if torch_code is None:
+                        raise
+                    # --torch: the user's code can end the process (a crash in an
+                    # extension, os._exit, out of memory): their failure, not a bug of vjp
+                    _error(f"{exc}: your code (--torch {torch_code}) may have ended it "
+                           "(a crash, os._exit, out of memory)")  # fmt: skip
+                    return ExitCode.DISAGREE
         return work(seconds)
 
     return _classified(command, debug, timeout)

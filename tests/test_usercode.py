@@ -293,3 +293,9 @@ def test_code_only_error_is_a_result_and_fd_still_shown(vjp) -> None:
 def test_torch_with_points_is_refused(vjp) -> None:
     r = vjp("x", "--torch", f"{SWISH}:Swish", "--points", "-", code=2, input="x\n1\n")
     assert "--torch checks one point" in r.stderr
+
+
+def test_user_code_that_ends_the_process_is_its_failure(vjp) -> None:
+    r = vjp("x", "--torch", f"{SWISH}:exits", "--at", "1", "--json", code=1)
+    assert r.stdout == "" and "your code (--torch" in r.stderr
+    assert "internal error" not in r.stderr
