@@ -249,10 +249,20 @@ def _line_of(obj: Any) -> int | None:
         return None
 
 
+class _ExitCalled(Exception):
+    """The user's code called os._exit: refused (it would end vjp without a word, with
+    whatever status it gave) and reported as the code's error."""
+
+
+def _no_exit(status: int = 0) -> None:
+    raise _ExitCalled(f"your code called os._exit({status})")
+
+
 @contextlib.contextmanager
 def user_output() -> Iterator[None]:
     """While the user's code runs, what it prints goes to stderr: sys.stdout is stderr and
-    file descriptor 1 (print from C, os.write(1, ...)) is a copy of fd 2."""
+    file descriptor 1 (print from C, os.write(1, ...)) is a copy of fd 2; os._exit raises
+    (sys.exit's SystemExit is caught where the code is called)."""
     saved = None
     try:
         sys.stdout.flush()
@@ -263,10 +273,13 @@ def user_output() -> Iterator[None]:
         os.dup2(2, 1)
     except OSError:
         saved = None
+    real_exit = os._exit
+    os._exit = _no_exit  # type: ignore[assignment]
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
+        os._exit = real_exit
         try:
             sys.stderr.flush()
         except (OSError, ValueError, AttributeError):
@@ -289,7 +302,8 @@ def describe(exc: BaseException, path: Path, shown: str, module: Any = None) -> 
     first = lines[0] if lines else text
     if isinstance(exc, SystemExit):
         first = f"your code called sys.exit({exc.code!r})"
-    message = f"{type(exc).__name__}: {first}" if not isinstance(exc, SystemExit) else first
+    plain = isinstance(exc, (SystemExit, _ExitCalled))
+    message = first if plain else f"{type(exc).__name__}: {first}"
     if len(message) > 300:
         message = message[:297] + "..."
     line = None

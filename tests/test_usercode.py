@@ -295,7 +295,9 @@ def test_torch_with_points_is_refused(vjp) -> None:
     assert "--torch checks one point" in r.stderr
 
 
-def test_user_code_that_ends_the_process_is_its_failure(vjp) -> None:
+def test_user_code_that_calls_os_exit_is_its_failure(vjp) -> None:
     r = vjp("x", "--torch", f"{SWISH}:exits", "--at", "1", "--json", code=1)
-    assert r.stdout == "" and "your code (--torch" in r.stderr
+    err = r.json()["code"]["error"]
+    assert err["message"] == "your code called os._exit(0)"
+    assert err["line"] == line_of(SWISH, "os._exit(0)")
     assert "internal error" not in r.stderr
