@@ -301,3 +301,20 @@ def test_user_code_that_calls_os_exit_is_its_failure(vjp) -> None:
     assert err["message"] == "your code called os._exit(0)"
     assert err["line"] == line_of(SWISH, "os._exit(0)")
     assert "internal error" not in r.stderr
+
+
+def test_gradient_of_the_wrong_shape_names_the_return(vjp) -> None:
+    r = vjp(
+        "x*sigmoid(x)",
+        "--torch",
+        f"{SWISH}:SwishShape.apply",
+        "--at",
+        "x=[1,2,3]",
+        "--json",
+        code=1,
+    )
+    err = r.json()["code"]["error"]
+    assert "invalid gradient" in err["message"] and "[3]" in err["message"]
+    assert err["line"] == line_of(SWISH, "return (grad * (s + x * s * (1 - s)))[:2]")
+    assert err["where"] == "SwishShape.backward"
+    assert r.json()["jacobian"]["agree"]  # the built-in side of the tensor formula is right

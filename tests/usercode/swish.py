@@ -124,3 +124,13 @@ def exits(x):
     import os
 
     os._exit(0)
+
+
+class SwishShape(Swish):
+    """Returns a gradient of the wrong shape (two elements for a three-element input)."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        return (grad * (s + x * s * (1 - s)))[:2]
