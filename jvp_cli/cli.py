@@ -48,6 +48,14 @@ Writing the functions:
   - vjp help is vjp --help
 
 \b
+Your own code (--torch FILE.py:NAME) and finite differences (--fd):
+  vjp "x*sigmoid(x)" --torch swish.py:Swish.apply --at 0.5
+  vjp --torch mine.py:f --at 1,2,3 --v 3,2,1   (no FUNCTIONS: FD is the reference)
+  vjp "sin(x)*y" --at 1,2 --fd
+  --torch IMPORTS AND RUNS FILE.py AS PYTHON: the only option that runs
+  code (the expression language is parsed, never executed)
+
+\b
 Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 
@@ -649,8 +657,30 @@ def vjp(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    # --torch / --fd (issue 12): the user's own code, finite differences
+    torch_code: Annotated[
+        str | None,
+        typer.Option(
+            "--torch",
+            metavar="FILE.py:NAME",
+            help="Check your own torch code: IMPORTS AND RUNS FILE.py AS PYTHON (the only "
+            "option that runs code) and calls NAME (a function, SomeFunction.apply, an "
+            "nn.Module class or instance) with one tensor per variable; its forward values, "
+            "Jacobian, y.backward(v) and forward mode are checked against the reference. "
+            "Without FUNCTIONS, finite differences of your forward are the reference.",
+        ),
+    ] = None,
+    fd: Annotated[
+        bool,
+        typer.Option(
+            "--fd",
+            help="Add central finite differences with Richardson extrapolation "
+            "(numdifftools) and their error estimate, judged against the reference.",
+        ),
+    ] = False,
 ) -> None:
-    refusal = _refused_combination(functions, file, points, full)
+    code_only = torch_code is not None and functions is None and file is None
+    refusal = None if code_only else _refused_combination(functions, file, points, full)
     if refusal:
         _error(refusal)
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -674,6 +704,8 @@ def vjp(
         timeout=timeout,
         debug=debug,
         claims=(expect or [], sample, box, seed),
+        torch_code=torch_code,
+        fd=fd,
     )
     raise typer.Exit(int(code))
 
@@ -789,6 +821,8 @@ def execute(
     timeout: float | str = 0.0,
     debug: bool = False,
     claims: tuple[list[str], int | None, str | None, int | None] = ([], None, None, None),
+    torch_code: str | None = None,
+    fd: bool = False,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -814,9 +848,15 @@ def execute(
             rtol=_tolerance(rtol, "--rtol"), atol=_tolerance(atol, "--atol"), engine=engine,
         )  # fmt: skip
         what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
+        spec = _candidate_options(torch_code, fd, at, points)  # --torch, --fd: checked early
+        code_only = spec is not None and functions is None and file is None
         # under the clock: a FIFO nobody writes to, or `sleep 60 | vjp -`, stops in time
-        source = _waiting(
-            lambda: _read_source(functions, file), seconds, f"reading the functions from {what}"
+        source = (
+            ""
+            if code_only
+            else _waiting(
+                lambda: _read_source(functions, file), seconds, f"reading the functions from {what}"
+            )
         )
         if seconds:
             seconds = max(seconds - (time.monotonic() - start), 1e-3)
@@ -837,6 +877,8 @@ def execute(
 
             def solve() -> tuple[Any, str]:
                 pv, pu = (v, u) if at or not checking else (None, None)  # v, u need a point
+                if code_only:  # --torch without FUNCTIONS: FD of the code is the reference
+                    return _code_only(spec, at, v, u, dtype, device, json_out)
                 program, problem = api.make_problem(
                     source, at=at, v=pv, u=pu, shape=shape or [], **options
                 )
@@ -846,6 +888,7 @@ def execute(
 
                     plan = expect.prepare(program, problem, claims[0], v, u, *claims[1:])
                 report = api.solve(program, problem)
+                report = _candidates(report, program, spec, fd)  # --torch, --fd
                 if plan is not None:
                     report = plan.run(report)
                 return report, _render(report, json_out, full)
@@ -863,9 +906,69 @@ def execute(
                                        seconds, points=points, json_out=json_out)  # fmt: skip
                 except supervise.ForkFailed:
                     pass  # no process to spare: in this one, as without fork
+                except supervise.ChildDied as exc:
+                    if torch_code is None:
+                        raise
+                    # --torch: the user's code can end the process (a crash in an
+                    # extension, os._exit, out of memory): their failure, not a bug of vjp
+                    _error(f"{exc}: your code (--torch {torch_code}) may have ended it "
+                           "(a crash, os._exit, out of memory)")  # fmt: skip
+                    return ExitCode.DISAGREE
         return work(seconds)
 
     return _classified(command, debug, timeout)
+
+
+def _candidate_options(
+    torch_code: str | None, fd: bool, at: list[str] | None, points: str | None
+) -> Any:
+    """--torch and --fd checked before any work: the FILE.py:NAME spec (the file exists and
+    compiles; nothing is run yet), and that a point is given."""
+    if torch_code is None and not fd:
+        return None
+    option = "--torch" if torch_code is not None else "--fd"
+    if points is not None:
+        raise InputError(f"{option} checks one point, not --points", where=option,
+                         fix="give the point with --at")  # fmt: skip
+    if not at:
+        raise InputError(f"{option} needs a point", where=option, fix="add --at")
+    if torch_code is None:
+        return None
+    from . import usercode
+
+    return usercode.parse_spec(torch_code)
+
+
+def _candidates(report: Any, program: Any, spec: Any, fd: bool) -> Any:
+    """The report with the candidates besides torch's autograd: the user's code (--torch)
+    and finite differences of the formula (--fd), each judged against the reference."""
+    if spec is not None:
+        from . import usercode
+
+        report = usercode.attach(report, program, spec, fd)
+    if fd:
+        from . import fd as fd_module
+
+        report = fd_module.attach(report, program)
+    return report
+
+
+def _code_only(
+    spec: Any, at: Any, v: Any, u: Any, dtype: str, device: str, json_out: bool
+) -> tuple[Any, str]:
+    """--torch without FUNCTIONS: the report and its whole text."""
+    from . import usercode
+    from .views import usercode as view
+
+    report = usercode.solve_standalone(spec, at, v, u, dtype, device)
+    if json_out:
+        from .views.json import dumps
+
+        return report, dumps(view.standalone_dict(report)) + "\n"
+    console = _console()
+    with console.capture() as capture:
+        console.print(view.standalone_rich(report, console.width))
+    return report, capture.get()
 
 
 def _classified(work: Callable[[], ExitCode], debug: bool, timeout: float | str) -> ExitCode:

@@ -201,6 +201,7 @@ class Check:
     # what was judged against the reference: "torch" (autograd of the parsed program), "claim"
     # (--expect), and the other candidates (the user's code, finite differences)
     candidate: str = "torch"
+    tolerance: str | None = None  # how closeness was decided, where not by rtol/atol (--fd)
 
     @property
     def agree(self) -> bool:
@@ -294,6 +295,8 @@ class Report:
     notes: tuple[str, ...] = field(default=())
     claims: tuple[Claim, ...] = ()  # --expect: each claim against the reference
     sample: SampleResult | None = None  # --sample: the sweep
+    code: CodeReport | None = None  # --torch FILE.py:NAME: the user's code, judged
+    fd: FdReport | None = None  # --fd: finite differences, judged
 
     @property
     def agree(self) -> bool:
@@ -301,13 +304,155 @@ class Report:
             all(c.agree for c in self.checks)
             and all(c.agree for c in self.claims)
             and (self.sample is None or self.sample.ok)
+            and all(x.agree for x in (self.code, self.fd) if x is not None)
         )
+
+    @property
+    def candidate_statuses(self) -> tuple[str, ...]:
+        """The statuses of the candidates besides torch's autograd (--torch, --fd)."""
+        return tuple(x.status for x in (self.code, self.fd) if x is not None)
 
     def check(self, name: str) -> Check | None:
         for c in self.checks:
             if c.name == name:
                 return c
         return None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.AGREE if self.agree else ExitCode.DISAGREE
+
+
+# ---- the user's own torch code (--torch FILE.py:NAME, usercode.py) ------------------------
+
+
+@dataclass(frozen=True)
+class UserCodeError:
+    """An error raised by (or about) the user's code: a result, not vjp's own error."""
+
+    message: str  # one line: ExceptionType: text
+    file: str  # the user's file, as given
+    line: int | None  # the line in that file, where known
+    where: str | None = None  # the function there (Swish.backward)
+
+
+@dataclass(frozen=True)
+class CodeValues:
+    """What the user's code computed at one point, as plain floats (usercode.evaluate_at:
+    also the hook for --sample). Where `error` is set, `phase` says which step failed and
+    the quantities after it are None."""
+
+    forward: Vector | None
+    jacobian: Matrix | None
+    vjp: Vector | None
+    jvp: Vector | None
+    jvp_status: str  # "ok" | "not-defined" (no forward mode in the code) | "not-asked"
+    jvp_note: str | None = None
+    error: UserCodeError | None = None
+    phase: str | None = None  # "forward" | "jacobian" | "vjp" | "jvp", where error is set
+
+
+@dataclass(frozen=True)
+class CodeReport:
+    """The user's code against the reference: forward values, J, v^T J, J u."""
+
+    file: str
+    name: str
+    kind: str  # "function" | "Function.apply" | "nn.Module" | "callable"
+    values: CodeValues
+    forward_reference: Vector
+    checks: dict[str, Check | None]  # "forward", "jacobian", "vjp", "jvp"
+    notes: tuple[str, ...] = ()
+    # --fd with --torch: FD of the user's own forward, judged against the code's Jacobian (is
+    # the backward right for what the forward computes?): a diagnosis, not in the verdict
+    own_fd: FdQuantity | None = None
+
+    @property
+    def status(self) -> str:
+        if self.values.error is not None:
+            return "error"
+        statuses = {c.status for c in self.checks.values() if c is not None}
+        for s in ("disagree", "undefined"):
+            if s in statuses:
+                return s
+        return "agree"
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+
+# ---- finite differences (--fd, fd.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FdQuantity:
+    """One quantity by finite differences: values, error estimates, and the verdict against
+    the reference (None where FD is the reference)."""
+
+    values: Any  # nested floats: a matrix for the Jacobian, a vector for vjp / jvp
+    error: Any  # the same shape: numdifftools' error estimate (propagated for vjp / jvp)
+    check: Check | None = None
+
+
+@dataclass(frozen=True)
+class FdReport:
+    """Central differences with Richardson extrapolation (numdifftools) of `function`."""
+
+    function: str  # what was differenced: "formula" (mpmath, no torch) or "code" (--torch)
+    method: str  # in words, for the report
+    tolerance: str  # how agreement was decided
+    jacobian: FdQuantity
+    vjp: FdQuantity | None = None
+    jvp: FdQuantity | None = None
+    is_reference: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        statuses = {q.check.status for q in (self.jacobian, self.vjp, self.jvp)
+                    if q is not None and q.check is not None}  # fmt: skip
+        for s in ("disagree", "undefined"):
+            if s in statuses:
+                return s
+        return "agree"
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+
+@dataclass(frozen=True)
+class CodeOnlyReport:
+    """--torch without FUNCTIONS: the user's code against finite differences of itself."""
+
+    file: str
+    name: str
+    kind: str
+    variables: tuple[str, ...]
+    variables_from: str  # "signature" | "numbered"
+    shapes: tuple[tuple[int, ...], ...]
+    point: Vector
+    v: Vector | None
+    u: Vector | None
+    values: CodeValues
+    fd: FdReport | None  # None when the code failed before FD could run
+    checks: dict[str, Check | None]  # "jacobian", "vjp", "jvp": the code against FD
+    notes: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        if self.values.error is not None:
+            return "error"
+        statuses = {c.status for c in self.checks.values() if c is not None}
+        for s in ("disagree", "undefined"):
+            if s in statuses:
+                return s
+        return "agree"
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
 
     @property
     def exit_code(self) -> ExitCode:

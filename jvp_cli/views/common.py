@@ -93,6 +93,8 @@ def overall(report: Report) -> str:
     statuses = {c.status for c in report.checks} | {c.status for c in report.claims}
     if report.sample is not None:  # a sweep's undefined points are counted, not failures
         statuses.add("agree" if report.sample.ok else "disagree")
+    # --torch / --fd: an error in the user's code reads as a disagreement
+    statuses |= {"disagree" if s == "error" else s for s in report.candidate_statuses}
     if not statuses:
         return "symbolic-only"
     for s in ("disagree", "undefined"):

@@ -9,6 +9,8 @@ from typing import Any
 from ..model import Check, Report
 from ..shapes import nest
 from . import expect as expect_view
+from . import fd as fd_view
+from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
 
 SCHEMA_VERSION = 1
@@ -98,6 +100,8 @@ def to_dict(report: Report) -> dict[str, Any]:
     out["engine"] = p.engine
     out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
     out.update(expect_view.json_fields(report))  # "expect", "sample" (when asked for)
+    out.update(usercode_view.sections(report))  # --torch FILE.py:NAME
+    out.update(fd_view.sections(report))  # --fd
     return out
 
 

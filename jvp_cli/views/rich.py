@@ -11,6 +11,8 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import fd as fd_view
+from . import usercode as usercode_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
 
 _VERDICT_STYLE = {
@@ -383,13 +385,19 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
             Text(f"({len(notes) - 10} more notes: --full or --json shows them)", style="dim")
         )
     parts.extend(_claims(report))  # --expect, --sample
+    parts.extend(usercode_view.panels(report))  # --torch FILE.py:NAME
+    parts.extend(fd_view.panels(report))  # --fd
     status = overall(report)
     label, style = _VERDICT_STYLE[status]
     verdict = Text("Verdict: ", style="bold")
     verdict.append(label if status != "undefined" else "undefined at this point", style=style)
-    verdict.append(
-        f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)}{_claims_verdict(report)})"
-    )
+    candidates = [f"your code: {x.status}" for x in (report.code,) if x is not None] + [
+        f"FD: {x.status}" for x in (report.fd,) if x is not None]  # fmt: skip
+    listed = [f"{c.name}: {c.status}" for c in report.checks] + candidates
+    claims = _claims_verdict(report)
+    if claims:
+        listed.append(claims.lstrip(", "))
+    verdict.append(f"  ({', '.join(listed)})")
     parts.append(verdict)
     return Group(*parts)
 
