@@ -64,6 +64,11 @@ class DType(str, Enum):
     float32 = "float32"
 
 
+class ReportFormat(str, Enum):
+    latex = "latex"
+    markdown = "markdown"
+
+
 _LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.DOTALL)
 
 
@@ -601,6 +606,23 @@ def vjp(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show the arithmetic: v^T J as v-weighted rows of J, J u as u-weighted "
+            'columns, the torch calls for each, and the usual pitfalls (--json: "explain").',
+        ),
+    ] = False,
+    report_format: Annotated[
+        ReportFormat | None,
+        typer.Option(
+            "--format",
+            help="Write the whole report as a LaTeX fragment (needs amsmath) or as Markdown "
+            "(tables, LaTeX in $...$), for notes and issues; with the --explain derivation. "
+            "Not with --json (the machine format).",
+        ),
+    ] = None,
     timeout: Annotated[
         str,
         typer.Option(
@@ -618,7 +640,9 @@ def vjp(
         ),
     ] = False,
 ) -> None:
-    refusal = _refused_combination(functions, file, points, full)
+    refusal = _refused_combination(functions, file, points, full) or _refused_explain(
+        json_out, points, explain, report_format.value if report_format else None
+    )
     if refusal:
         _error(refusal)
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -641,8 +665,26 @@ def vjp(
         full=full,
         timeout=timeout,
         debug=debug,
+        explain=explain,
+        report_format=report_format.value if report_format else None,
     )
     raise typer.Exit(int(code))
+
+
+def _refused_explain(
+    json_out: bool, points: str | None, explain: bool, report_format: str | None
+) -> str | None:
+    """--explain and --format: what they cannot be combined with."""
+    if report_format is not None and json_out:
+        return (
+            f"--format {report_format} and --json are two outputs for one stdout: use --json "
+            'for the machine format (with --explain for its "explain" object) or --format '
+            "for the document, not both"
+        )
+    if points is not None and (explain or report_format is not None):
+        what = "--explain" if explain else f"--format {report_format}"
+        return f"{what} describes one report, and --points writes one per point: drop {what}"
+    return None
 
 
 def _refused_combination(
@@ -755,6 +797,8 @@ def execute(
     full: bool = False,
     timeout: float | str = 0.0,
     debug: bool = False,
+    explain: bool = False,
+    report_format: str | None = None,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -796,10 +840,11 @@ def execute(
 
             def solve() -> tuple[Any, str]:
                 program, problem = api.make_problem(
-                    source, at=at, v=v, u=u, shape=shape or [], **options
-                )
+                    source, at=at, v=v, u=u, shape=shape or [], **options,
+                    explain=explain or report_format is not None,
+                )  # fmt: skip
                 report = api.solve(program, problem)
-                return report, _render(report, json_out, full)
+                return report, _render(report, json_out, full, report_format)
 
             report, output = _in_worker(solve, limit)
             _emit(output)
@@ -1066,8 +1111,18 @@ def _file_size(points: str | None) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _render(report: Any, json_out: bool, full: bool = False) -> str:
+def _render(
+    report: Any, json_out: bool, full: bool = False, report_format: str | None = None
+) -> str:
     """The whole stdout text, rendered before anything is written."""
+    if report_format == "latex":
+        from .views import latex
+
+        return latex.to_latex(report, full)
+    if report_format == "markdown":
+        from .views import markdown
+
+        return markdown.to_markdown(report, full)
     if json_out:
         from .views import json as json_view
 

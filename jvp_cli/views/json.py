@@ -9,6 +9,7 @@ from typing import Any
 from ..model import Check, Report
 from ..shapes import nest
 from .common import exact_values, json_number, nums, overall, per_name
+from .explain import json_fields as explain_fields
 
 SCHEMA_VERSION = 1
 
@@ -91,6 +92,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
             **_check_fields(check),
         }
+    out.update(explain_fields(report))
     out["agree"] = report.agree
     out["status"] = overall(report)
     out["dtype"] = p.dtype
