@@ -59,7 +59,7 @@ class Explanation:
     calls: tuple[tuple[str, tuple[str, ...]], ...]  # quantity -> the torch calls computing it
     passes: tuple[int, int]  # (reverse, forward): passes that build all of J in each mode
     pitfalls: tuple[str, ...]
-    y: str  # what "y" stands for in the calls (torch.stack([f1, f2, f3]), or the output)
+    y: str  # what the calls' names stand for: "y = torch.stack([f1, f2, f3]); f(x1, ...)..."
 
 
 def _row_exact(beyond: dict[tuple[int, ...], str], i: int | None, j: int | None, n: int
@@ -117,47 +117,63 @@ def _products(p: Problem, s: SymbolicResult) -> tuple[Product | None, Product | 
     return vjp, jvp
 
 
+def _fresh(base: str, taken: set[str]) -> str:
+    """`base`, or base_, base__, ... where the program already uses the name."""
+    name = base
+    while name in taken:
+        name += "_"
+    return name
+
+
 def _calls(p: Problem) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
-    """The torch calls for each quantity, written with the program's own names."""
+    """The torch calls for each quantity, written with the program's own names (and names
+    for y, v, u and f that the program does not use)."""
+    taken = {*p.variables, *p.outputs, *(name for name, _ in p.intermediates)}
     leaves = ", ".join(p.variables)
     tup = f"({leaves},)" if len(p.variables) == 1 else f"({leaves})"
     if len(p.outputs) == 1:
-        y = p.outputs[0]
-    elif all(sh == () for sh in p.output_shapes):
-        y = f"torch.stack([{', '.join(p.outputs)}])"
+        y = y_def = p.outputs[0]
     else:
-        y = f"torch.cat([{', '.join(o + '.reshape(-1)' for o in p.outputs)}])"
+        y = _fresh("y", taken)
+        if all(sh == () for sh in p.output_shapes):
+            y_def = f"torch.stack([{', '.join(p.outputs)}])"
+        else:
+            y_def = f"torch.cat([{', '.join(o + '.reshape(-1)' for o in p.outputs)}])"
+    v, u, f = (_fresh(n, taken | {y}) for n in ("v", "u", "f"))
     grads = ", ".join(f"{x}.grad" for x in p.variables)
     scalar = len(p.outputs) == 1 and p.output_shapes[0] == ()
     backward = (
-        f"y.backward() (y is a scalar: v = 1), then {grads}"
+        f"{y}.backward() ({y} is a scalar: {v} = 1), then {grads}"
         if scalar
-        else f"y.backward(v), then {grads}"
+        else f"{y}.backward({v}), then {grads}"
     )
     vjp = (
         backward,
-        f"torch.autograd.grad(y, {tup}, v)  (returns the product; .grad is left alone)",
-        f"y, vjp_fn = torch.func.vjp(f, {leaves}); vjp_fn(v)",
+        f"torch.autograd.grad({y}, {tup}, {v})  (returns the product; .grad is left alone)",
+        f"{y}, vjp_fn = torch.func.vjp({f}, {leaves}); vjp_fn({v})",
     )
-    tangents = ", ".join(f"u_{x}" for x in p.variables)
+    tangents = ", ".join(_fresh(f"{u}_{x}", taken) for x in p.variables)
     ttup = f"({tangents},)" if len(p.variables) == 1 else f"({tangents})"
     jvp = (
-        f"y, Ju = torch.func.jvp(f, {tup}, {ttup})",
+        f"{y}, J{u} = torch.func.jvp({f}, {tup}, {ttup})",
         "torch.autograd.forward_ad: dual numbers, make_dual(x, u) and unpack_dual(y).tangent",
     )
     jac = (
-        f"torch.autograd.functional.jacobian(f, {tup})",
-        "torch.func.jacrev(f) (one VJP per row, batched by vmap)",
-        "torch.func.jacfwd(f) (one JVP per column, batched by vmap)",
+        f"torch.autograd.functional.jacobian({f}, {tup})",
+        f"torch.func.jacrev({f}) (one VJP per row, batched by vmap)",
+        f"torch.func.jacfwd({f}) (one JVP per column, batched by vmap)",
     )
-    return y, (("vjp", vjp), ("jvp", jvp), ("jacobian", jac))
+    where = y if y == y_def else f"{y} = {y_def}"
+    where += f"; {f}({leaves}) returns {y}"
+    return where, (("vjp", vjp), ("jvp", jvp), ("jacobian", jac))
 
 
 def _pitfalls(p: Problem, m: int, n: int) -> tuple[str, ...]:
     scalar = len(p.outputs) == 1 and p.output_shapes[0] == ()
+    out = p.outputs[0]
     first = (
-        "y is a scalar, so y.backward() means y.backward(torch.tensor(1.)): v = 1, and "
-        "v^T J is J's only row, the gradient of y"
+        f"{out} is a scalar, so {out}.backward() means {out}.backward(torch.tensor(1.)): "
+        f"v = 1, and v^T J is J's only row, the gradient of {out}"
         if scalar
         else "a non-scalar y needs v: y.backward() raises 'grad can be implicitly created "
         "only for scalar outputs'; y.backward(v) computes v^T J, a v-weighted sum of J's rows"

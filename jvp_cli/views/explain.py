@@ -44,7 +44,8 @@ def blackboard(text: str) -> str:
         if kind == "other" and tok == "*":
             prev = tokens[k - 1] if k else (None, "")
             before = tokens[k - 2] if k >= 2 else (None, "")
-            if (prev[0] == "num" and nxt[0] == "name" and before[1] not in ("**", "/", "*")
+            if (prev[0] == "num" and "e" not in prev[1].lower() and nxt[0] == "name"
+                    and before[1] not in ("**", "/", "*")
                     and (k + 2 >= len(tokens) or tokens[k + 2][1] != "(")):  # fmt: skip
                 k += 1  # 2*x1 -> 2x1 (not 2*exp(x): 2·exp(x))
                 continue
@@ -89,13 +90,22 @@ def _point_text(report: Report, full: bool) -> str:
         names = ", ".join(few(list(p.variables), ENTRIES, full))
         values = ", ".join(few([fmt(x) for x in p.point], ENTRIES, full))
         return f"({names}) = ({values})" if len(p.variables) > 1 else f"{names} = {values}"
-    parts = []
-    for name, shape, vals in per_name(p.point, p.variables, p.shapes):
-        from ..shapes import nest
-
-        shown = nest([fmt(x) for x in vals], shape) if shape else fmt(vals[0])
-        parts.append(f"{name} = {str(shown).replace(chr(39), '')}")
+    parts = [f"{name} = {_tensor(vals, shape, full)}"
+             for name, shape, vals in per_name(p.point, p.variables, p.shapes)]  # fmt: skip
     return ", ".join(few(parts, 4, full))
+
+
+def _tensor(values: Sequence[float], shape: tuple[int, ...], full: bool) -> str:
+    """A tensor's values nested in its shape; a big one (not --full) as a window of its
+    flat values, with its shape."""
+    from ..shapes import nest
+
+    if not shape:
+        return fmt(values[0])
+    if full or len(values) <= 12:
+        return str(nest([fmt(x) for x in values], shape)).replace("'", "")
+    dims = "x".join(str(d) for d in shape)
+    return "[" + ", ".join(few([fmt(x) for x in values], 10, False)) + f"] ({dims}, row-major)"
 
 
 def derivation(report: Report, kind: str, full: bool, width: int = 10**9) -> list[str]:
@@ -152,7 +162,8 @@ def _intro(report: Report, kind: str) -> str:
         return ("J u is a u-weighted sum of J's columns, one per variable element (forward "
                 "mode: one pass of torch.func.jvp):")  # fmt: skip
     if e.scalar:
-        how = "v = 1 (as out.backward() does)" if e.v_implicit else f"v = {fmt(p.v[0])}"
+        how = f"v = 1 (as {p.outputs[0]}.backward() does)" if e.v_implicit else \
+            f"v = {fmt(p.v[0])}"  # fmt: skip
         return (f"{p.outputs[0]} is a scalar: {how}, and v^T J is v times J's only row, "
                 f"the gradient of {p.outputs[0]}:")  # fmt: skip
     return ("y.backward(v) adds up the rows of J, each weighted by its output's entry of v "
@@ -167,14 +178,11 @@ def _shaped(report: Report, kind: str, full: bool) -> list[str]:
     names, shapes = (p.variables, p.shapes) if kind == "vjp" else (p.outputs, p.output_shapes)
     if product is None or not any(shapes):
         return []
-    from ..shapes import nest
-
     result = exact_values(list(product.result), {(k,): t for k, t in product.result_exact})
     out = []
     for name, shape, vals in per_name(result, names, shapes):
-        shown = nest([fmt(x) for x in vals], shape) if shape else fmt(vals[0])
         label = f"{name}.grad" if kind == "vjp" else f"d{name}"
-        out.append(f"  {label} = {str(shown).replace(chr(39), '')}")
+        out.append(f"  {label} = {_tensor(vals, shape, full)}")
     return out if full or len(out) <= 12 else [*out[:11], f"  … {len(out) - 11} more"]
 
 
@@ -210,7 +218,7 @@ def rich_parts(report: Report, full: bool = False, width: int = 80) -> list[Any]
     for quantity, codes in e.calls:
         for k, code in enumerate(codes):
             calls.add_row(Text(what[quantity] if k == 0 else ""), Text(code))
-    body.extend([Text(""), Text(f"y = {e.y}", style="dim"), calls, Text("")])
+    body.extend([Text(""), Text(f"with {e.y}", style="dim"), calls, Text("")])
     pits = Table.grid(padding=(0, 1))
     pits.add_column(no_wrap=True)
     pits.add_column()
