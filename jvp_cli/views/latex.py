@@ -254,7 +254,7 @@ def to_latex(report: Report, full: bool = False) -> str:
                 else rf"\noindent\textbf{{JVP.}} With $u = {_vector(vec, full)}^{{T}}$, "
                 r"forward mode adds up the columns of $J$, each weighted by its entry of $u$:"
             )  # fmt: skip
-            out.append(title)
+            out += [r"\medskip", title]
             if lines:
                 out += [r"\begin{align*}", " \\\\\n".join(lines), r"\end{align*}"]
             out += ["", r"\noindent", *_comparison(report, kind, full), ""]
