@@ -125,14 +125,12 @@ def _fresh(base: str, taken: set[str]) -> str:
     return name
 
 
-def _calls(p: Problem) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
-    """The torch calls for each quantity, written with the program's own names (and names
-    for y, v, u and f that the program does not use)."""
+def _names(p: Problem) -> tuple[str, str, str, str, str]:
+    """Names for y (all outputs, flat), v, u and f that the program does not use, and how
+    y is made from the outputs ("" where y is the one output itself)."""
     taken = {*p.variables, *p.outputs, *(name for name, _ in p.intermediates)}
-    leaves = ", ".join(p.variables)
-    tup = f"({leaves},)" if len(p.variables) == 1 else f"({leaves})"
     if len(p.outputs) == 1:
-        y = y_def = p.outputs[0]
+        y, y_def = p.outputs[0], ""
     else:
         y = _fresh("y", taken)
         if all(sh == () for sh in p.output_shapes):
@@ -140,18 +138,29 @@ def _calls(p: Problem) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
         else:
             y_def = f"torch.cat([{', '.join(o + '.reshape(-1)' for o in p.outputs)}])"
     v, u, f = (_fresh(n, taken | {y}) for n in ("v", "u", "f"))
+    return y, y_def, v, u, f
+
+
+def _calls(p: Problem) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """The torch calls for each quantity, written with the program's own names (and names
+    for y, v, u and f that the program does not use)."""
+    taken = {*p.variables, *p.outputs, *(name for name, _ in p.intermediates)}
+    y, y_def, v, u, f = _names(p)
+    leaves = ", ".join(p.variables)
+    tup = f"({leaves},)" if len(p.variables) == 1 else f"({leaves})"
     grads = ", ".join(f"{x}.grad" for x in p.variables)
-    scalar = len(p.outputs) == 1 and p.output_shapes[0] == ()
-    backward = (
-        f"{y}.backward() ({y} is a scalar: {v} = 1), then {grads}"
-        if scalar
-        else f"{y}.backward({v}), then {grads}"
-    )
-    vjp = (
-        backward,
-        f"torch.autograd.grad({y}, {tup}, {v})  (returns the product; .grad is left alone)",
-        f"{y}, vjp_fn = torch.func.vjp({f}, {leaves}); vjp_fn({v})",
-    )
+    if p.v_implicit:  # a scalar output: v = 1 is implied
+        vjp = (
+            f"{y}.backward() ({y} is a scalar: v = 1), then {grads}",
+            f"torch.autograd.grad({y}, {tup})  (returns the gradient; .grad is left alone)",
+            f"{y}, vjp_fn = torch.func.vjp({f}, {leaves}); vjp_fn(torch.ones_like({y}))",
+        )
+    else:
+        vjp = (
+            f"{y}.backward({v}), then {grads}",
+            f"torch.autograd.grad({y}, {tup}, {v})  (returns the product; .grad is left alone)",
+            f"{y}, vjp_fn = torch.func.vjp({f}, {leaves}); vjp_fn({v})",
+        )
     tangents = ", ".join(_fresh(f"{u}_{x}", taken) for x in p.variables)
     ttup = f"({tangents},)" if len(p.variables) == 1 else f"({tangents})"
     jvp = (
@@ -163,28 +172,30 @@ def _calls(p: Problem) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
         f"torch.func.jacrev({f}) (one VJP per row, batched by vmap)",
         f"torch.func.jacfwd({f}) (one JVP per column, batched by vmap)",
     )
-    where = y if y == y_def else f"{y} = {y_def}"
-    where += f"; {f}({leaves}) returns {y}"
+    where = (f"{y} = {y_def}; " if y_def else "") + f"{f}({leaves}) returns {y}"
     return where, (("vjp", vjp), ("jvp", jvp), ("jacobian", jac))
 
 
 def _pitfalls(p: Problem, m: int, n: int) -> tuple[str, ...]:
+    y, _, v, _, _ = _names(p)
     scalar = len(p.outputs) == 1 and p.output_shapes[0] == ()
-    out = p.outputs[0]
+    call = f"{y}.backward()" if p.v_implicit else f"{y}.backward({v})"
     first = (
-        f"{out} is a scalar, so {out}.backward() means {out}.backward(torch.tensor(1.)): "
-        f"v = 1, and v^T J is J's only row, the gradient of {out}"
+        f"{y} is a scalar, so {y}.backward() means {y}.backward(torch.tensor(1.)): "
+        f"v = 1, and v^T J is J's only row, the gradient of {y}"
         if scalar
-        else "a non-scalar y needs v: y.backward() raises 'grad can be implicitly created "
-        "only for scalar outputs'; y.backward(v) computes v^T J, a v-weighted sum of J's rows"
+        else f"a non-scalar {y} needs v: {y}.backward() raises 'grad can be implicitly "
+        f"created only for scalar outputs'; {y}.backward({v}) computes v^T J, a v-weighted "
+        "sum of J's rows"
     )
+    grad = f"{p.variables[0]}.grad"
+    keep = call[:-1] + (", " if call[-2] != "(" else "") + "retain_graph=True)"
     more = "s" if m != 1 else ""
     return (
         first,
-        ".grad accumulates across calls: a second y.backward(v) adds v^T J again (x.grad "
-        "doubles); set x.grad = None (or optimizer.zero_grad()) between calls",
-        "the graph is freed after backward: a second y.backward(v) raises unless the first "
-        "was y.backward(v, retain_graph=True)",
+        f".grad accumulates across calls: a second {call} adds v^T J again ({grad} "
+        f"doubles); set {grad} = None (or optimizer.zero_grad()) between calls",
+        f"the graph is freed after backward: a second {call} raises unless the first was {keep}",
         f"all of J ({m} x {n}) takes {m} backward pass{'es' if m != 1 else ''} (one per row, "
         f"v = each unit vector) or {n} forward pass{'es' if n != 1 else ''} (one per column, "
         f"u = each unit vector): reverse mode wins with few outputs, forward mode with few "

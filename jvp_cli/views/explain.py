@@ -218,7 +218,7 @@ def rich_parts(report: Report, full: bool = False, width: int = 80) -> list[Any]
     for quantity, codes in e.calls:
         for k, code in enumerate(codes):
             calls.add_row(Text(what[quantity] if k == 0 else ""), Text(code))
-    body.extend([Text(""), Text(f"with {e.y}", style="dim"), calls, Text("")])
+    body.extend([Text(""), Text(f"where {e.y}", style="dim"), calls, Text("")])
     pits = Table.grid(padding=(0, 1))
     pits.add_column(no_wrap=True)
     pits.add_column()

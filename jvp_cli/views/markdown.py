@@ -181,7 +181,7 @@ def to_markdown(report: Report, full: bool = False) -> str:
     if report.explanation is not None and a is not None:
         e = report.explanation
         out += ["", "<details><summary>The torch calls and the pitfalls</summary>", ""]
-        out.append(f"With `{e.y}`:")
+        out.append(f"Where `{e.y}`:")
         out.append("")
         what = {"vjp": "$v^T J$", "jvp": "$J u$", "jacobian": "all of $J$"}
         rows = [[what[q] if k == 0 else "", f"`{code}`"]
