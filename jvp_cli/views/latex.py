@@ -228,8 +228,10 @@ def to_latex(report: Report, full: bool = False) -> str:
         windowed |= cut
         out += [r"\noindent The symbolic Jacobian:", r"\[", f"{jac} = {body}", r"\]"]
     else:
+        why = ("SymEngine computed it (\\texttt{--engine sympy} writes it)"
+               if p.engine == "symengine" else "it is too big to write here")  # fmt: skip
         out.append(rf"\noindent The symbolic Jacobian ${jac}$ ({m} $\times$ {n}, "
-                   f"{s.nonzeros} nonzero) is too big to write here: \\texttt{{--json}} "
+                   f"{s.nonzeros} nonzero) is not written out: {why}; \\texttt{{--json}} "
                    "has every entry as text.")  # fmt: skip
     if p.point is not None and s.jacobian is not None and a is not None:
         body, cut = bmatrix(_matrix_cells(s.jacobian, s.beyond("jacobian")), full)

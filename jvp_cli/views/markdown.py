@@ -156,7 +156,9 @@ def to_markdown(report: Report, full: bool = False) -> str:
         cells = [[md_text(t) for t in row] for row in s.jacobian_text]
         table, cut = _matrix(cells, s.row_labels, s.col_labels, full)
         windowed |= cut
-        out += ["(too big for LaTeX: SymPy's text)", "", *table]
+        why = ("SymEngine computed it, and has no LaTeX printer" if p.engine == "symengine"
+               else "too big for LaTeX")  # fmt: skip
+        out += [f"(as text: {why})", "", *table]
     out.append("")
     if p.point is not None and a is not None and s.jacobian is not None:
         named = per_name(p.point, p.variables, p.shapes)
