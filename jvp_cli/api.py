@@ -553,7 +553,7 @@ def solve(program: lang.Program, problem: Problem) -> Report:
             problem.v,
             problem.u,
             problem.engine,
-            cells=problem.explain,
+            tex_cells=problem.explain,
         )
     except BaseException:
         if torch_side is not None:

@@ -67,7 +67,8 @@ def _row_exact(beyond: dict[tuple[int, ...], str], i: int | None, j: int | None,
     """The positions along row i (j None) or column j (i None) of J beyond float64."""
     out = []
     for k in range(n):
-        text = beyond.get((i, k) if j is None else (k, j))
+        index: tuple[int, ...] = (i, k) if i is not None else (k, j if j is not None else 0)
+        text = beyond.get(index)
         if text is not None:
             out.append((k, text))
     return tuple(out)

@@ -335,10 +335,10 @@ def evaluate(
     v: Sequence[float] | None,
     u: Sequence[float] | None,
     engine: str = "sympy",
-    cells: bool = False,
+    tex_cells: bool = False,
 ) -> SymbolicResult:
     """The symbolic Jacobian of the flattened outputs by the flattened variables and, given a
-    point, its values, v^T J and J u (all flat, row-major). `cells`: also SymPy's LaTeX of
+    point, its values, v^T J and J u (all flat, row-major). `tex_cells`: also SymPy's LaTeX of
     each entry and output element (for --explain and --format)."""
     outputs, symbols, rows, cols, sizes = build(program, shapes, engine)
     if engine == "symengine":
@@ -368,7 +368,7 @@ def evaluate(
         if len(rows) <= PRETTY_ROWS and width <= PRETTY_COLS:
             pretty = _pretty(matrix)
         latex = sp.latex(matrix)
-        if cells:
+        if tex_cells:
             from . import explain
 
             tex = explain.latex_cells(shown, width, symbols, [view(e) for e in outputs])

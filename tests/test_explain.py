@@ -252,3 +252,12 @@ def test_user_text_is_not_markup(vjp) -> None:  # type: ignore[no-untyped-def]
 )
 def test_blackboard(text: str, shown: str) -> None:
     assert blackboard(text) == shown
+
+
+def test_latex_cells_are_made_only_when_asked_for() -> None:
+    program, problem = api.make_problem(SEED, at="1,2,3", v="3,2,1")
+    plain = api.solve(program, problem)
+    assert plain.explanation is None and plain.symbolic.entries_latex == ()
+    explained = report_for(SEED, at="1,2,3", v="3,2,1")
+    assert explained.symbolic.entries_latex[1] == ("1", "3 x_{2}^{2}", "2 x_{3}")
+    assert explained.symbolic.outputs_latex[0] == "x_{1}^{2} + 2 x_{2} + x_{3}"

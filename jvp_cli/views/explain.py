@@ -79,7 +79,7 @@ def _shown_terms(terms: Sequence[Any], full: bool) -> tuple[list[Any], int, int]
 
 
 def _values(term: Any) -> list[float]:
-    beyond = {(k,): text for k, text in term.exact}
+    beyond: dict[tuple[int, ...], str] = {(k,): text for k, text in term.exact}
     return exact_values(list(term.values), beyond)
 
 
@@ -162,8 +162,9 @@ def _intro(report: Report, kind: str) -> str:
         return ("J u is a u-weighted sum of J's columns, one per variable element (forward "
                 "mode: one pass of torch.func.jvp):")  # fmt: skip
     if e.scalar:
+        weight = 1.0 if p.v is None else p.v[0]
         how = f"v = 1 (as {p.outputs[0]}.backward() does)" if e.v_implicit else \
-            f"v = {fmt(p.v[0])}"  # fmt: skip
+            f"v = {fmt(weight)}"  # fmt: skip
         return (f"{p.outputs[0]} is a scalar: {how}, and v^T J is v times J's only row, "
                 f"the gradient of {p.outputs[0]}:")  # fmt: skip
     return ("y.backward(v) adds up the rows of J, each weighted by its output's entry of v "

@@ -128,7 +128,7 @@ def derivation(report: Report, kind: str, full: bool) -> list[str]:
             if which == "symbolic":
                 cells = list(t.latex) if t.latex else [r"\cdot"] * len(t.values)
             else:
-                beyond = {(i,): text for i, text in t.exact}
+                beyond: dict[tuple[int, ...], str] = {(i,): text for i, text in t.exact}
                 cells = [tex_number(x) for x in exact_values(list(t.values), beyond)]
             w = t.weight
             sign = "-" if w < 0 else ("+" if k else "")
@@ -151,8 +151,8 @@ def derivation(report: Report, kind: str, full: bool) -> list[str]:
         for k, line in enumerate(lines):
             lead = (f"{head} &= " if g == 0 else "&= ") if k == 0 else r"&\quad "
             out.append(lead + line)
-    beyond = {(i,): text for i, text in product.result_exact}
-    result = exact_values(list(product.result), beyond)
+    beyond_r: dict[tuple[int, ...], str] = {(i,): text for i, text in product.result_exact}
+    result = exact_values(list(product.result), beyond_r)
     out.append("&= " + _vector(result, full, column))
     if zeros:
         out[-1] += rf" && \text{{({zeros} term{'s' if zeros != 1 else ''} with weight 0 " \
