@@ -72,6 +72,11 @@ class DType(str, Enum):
     float32 = "float32"
 
 
+class ReportFormat(str, Enum):
+    latex = "latex"
+    markdown = "markdown"
+
+
 _LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.DOTALL)
 
 
@@ -641,6 +646,23 @@ def vjp(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show the arithmetic: v^T J as v-weighted rows of J, J u as u-weighted "
+            'columns, the torch calls for each, and the usual pitfalls (--json: "explain").',
+        ),
+    ] = False,
+    report_format: Annotated[
+        ReportFormat | None,
+        typer.Option(
+            "--format",
+            help="Write the whole report as a LaTeX fragment (needs amsmath) or as Markdown "
+            "(tables, LaTeX in $...$), for notes and issues; with the --explain derivation. "
+            "Not with --json (the machine format).",
+        ),
+    ] = None,
     timeout: Annotated[
         str,
         typer.Option(
@@ -681,6 +703,9 @@ def vjp(
 ) -> None:
     code_only = torch_code is not None and functions is None and file is None
     refusal = None if code_only else _refused_combination(functions, file, points, full)
+    refusal = refusal or _refused_explain(
+        json_out, points, explain, report_format.value if report_format else None
+    )
     if refusal:
         _error(refusal)
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -706,8 +731,26 @@ def vjp(
         claims=(expect or [], sample, box, seed),
         torch_code=torch_code,
         fd=fd,
+        explain=explain,
+        report_format=report_format.value if report_format else None,
     )
     raise typer.Exit(int(code))
+
+
+def _refused_explain(
+    json_out: bool, points: str | None, explain: bool, report_format: str | None
+) -> str | None:
+    """--explain and --format: what they cannot be combined with."""
+    if report_format is not None and json_out:
+        return (
+            f"--format {report_format} and --json are two outputs for one stdout: use --json "
+            'for the machine format (with --explain for its "explain" object) or --format '
+            "for the document, not both"
+        )
+    if points is not None and (explain or report_format is not None):
+        what = "--explain" if explain else f"--format {report_format}"
+        return f"{what} describes one report, and --points writes one per point: drop {what}"
+    return None
 
 
 def _refused_combination(
@@ -823,6 +866,8 @@ def execute(
     claims: tuple[list[str], int | None, str | None, int | None] = ([], None, None, None),
     torch_code: str | None = None,
     fd: bool = False,
+    explain: bool = False,
+    report_format: str | None = None,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -880,8 +925,9 @@ def execute(
                 if code_only:  # --torch without FUNCTIONS: FD of the code is the reference
                     return _code_only(spec, at, v, u, dtype, device, json_out)
                 program, problem = api.make_problem(
-                    source, at=at, v=pv, u=pu, shape=shape or [], **options
-                )
+                    source, at=at, v=pv, u=pu, shape=shape or [], **options,
+                    explain=explain or report_format is not None,
+                )  # fmt: skip
                 plan = None
                 if checking:  # --expect, --sample: refused (exit 2) before the engines run
                     from . import expect
@@ -891,7 +937,7 @@ def execute(
                 report = _candidates(report, program, spec, fd)  # --torch, --fd
                 if plan is not None:
                     report = plan.run(report)
-                return report, _render(report, json_out, full)
+                return report, _render(report, json_out, full, report_format)
 
             report, output = _in_worker(solve, limit)
             _emit(output)
@@ -1218,8 +1264,18 @@ def _file_size(points: str | None) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _render(report: Any, json_out: bool, full: bool = False) -> str:
+def _render(
+    report: Any, json_out: bool, full: bool = False, report_format: str | None = None
+) -> str:
     """The whole stdout text, rendered before anything is written."""
+    if report_format == "latex":
+        from .views import latex
+
+        return latex.to_latex(report, full)
+    if report_format == "markdown":
+        from .views import markdown
+
+        return markdown.to_markdown(report, full)
     if json_out:
         from .views import json as json_view
 

@@ -151,6 +151,7 @@ class Problem:
     engine: str = "sympy"  # what computes the symbolic side: "sympy" or "symengine"
     rtol: float = 1e-7
     atol: float = 1e-7
+    explain: bool = False  # --explain or --format: build the explanation (explain.py)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,10 @@ class SymbolicResult:
     # (quantity, index, 30-digit decimal) of each finite value beyond float64's range, whose
     # float above is +-inf: "jacobian" (i, j), "vjp" (k,), "jvp" (k,)
     exact: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    # SymPy's LaTeX of each entry of J and of each output element (explain.latex_cells),
+    # made only for --explain / --format and only where jacobian_latex is made
+    entries_latex: tuple[tuple[str, ...], ...] = ()
+    outputs_latex: tuple[str, ...] = ()
 
     def beyond(self, quantity: str) -> dict[tuple[int, ...], str]:
         """The entries of `quantity` that are finite but beyond float64, as decimals."""
@@ -297,6 +302,7 @@ class Report:
     sample: SampleResult | None = None  # --sample: the sweep
     code: CodeReport | None = None  # --torch FILE.py:NAME: the user's code, judged
     fd: FdReport | None = None  # --fd: finite differences, judged
+    explanation: Any = None  # explain.Explanation with --explain or --format
 
     @property
     def agree(self) -> bool:

@@ -12,6 +12,7 @@ from . import expect as expect_view
 from . import fd as fd_view
 from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
+from .explain import json_fields as explain_fields
 
 SCHEMA_VERSION = 1
 
@@ -94,6 +95,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
             **_check_fields(check),
         }
+    out.update(explain_fields(report))
     out["agree"] = report.agree
     out["status"] = overall(report)
     out["dtype"] = p.dtype

@@ -14,6 +14,7 @@ from ..shapes import nest
 from . import fd as fd_view
 from . import usercode as usercode_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
+from .explain import rich_parts as explain_parts
 
 _VERDICT_STYLE = {
     "agree": ("✔ agree", "bold green"),
@@ -376,6 +377,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
             (exact_values(s.jvp, s.beyond("jvp")), a.jvp, p.outputs, p.output_shapes),
             ("SymPy J u", "torch forward-mode J u"), ("d{}{} SymPy", "d{}{} torch forward"),
             tensors, full))  # fmt: skip
+    parts.extend(explain_parts(report, full, width))
 
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
