@@ -611,6 +611,28 @@ def vjp(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
+    # ---- second order (issue 15) ----
+    hessian: Annotated[
+        bool,
+        typer.Option(
+            "--hessian",
+            help="Also the Hessian d2f/dx2 (several outputs: of v^T f, needs --v), each "
+            "torch route (double backward, autograd.functional, torch.func) checked "
+            "against the 30-digit reference.",
+        ),
+    ] = False,
+    hessians: Annotated[
+        bool, typer.Option("--hessians", help="Also each output's own Hessian, checked alike.")
+    ] = False,
+    hvp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hvp",
+            metavar="U",
+            help="Also the Hessian-vector product H u (of v^T f for several outputs): one "
+            "value per variable, as --u. Works with --points (U fixed).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -641,6 +663,7 @@ def vjp(
         full=full,
         timeout=timeout,
         debug=debug,
+        second={"hessian": hessian, "hessians": hessians, "hvp": hvp},  # issue 15
     )
     raise typer.Exit(int(code))
 
@@ -755,6 +778,7 @@ def execute(
     full: bool = False,
     timeout: float | str = 0.0,
     debug: bool = False,
+    second: dict[str, Any] | None = None,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -779,6 +803,7 @@ def execute(
             variables=variables, outputs=outputs, dtype=dtype, device=device,
             rtol=_tolerance(rtol, "--rtol"), atol=_tolerance(atol, "--atol"), engine=engine,
         )  # fmt: skip
+        options.update(second or {})  # --hessian, --hessians, --hvp (issue 15)
         what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
         # under the clock: a FIFO nobody writes to, or `sleep 60 | vjp -`, stops in time
         source = _waiting(

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import hessian
 from .common import exact_values, json_number, nums, overall, per_name
 
 SCHEMA_VERSION = 1
@@ -91,6 +92,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
             **_check_fields(check),
         }
+    out.update(hessian.to_json(report))  # --hessian, --hessians, --hvp (issue 15)
     out["agree"] = report.agree
     out["status"] = overall(report)
     out["dtype"] = p.dtype

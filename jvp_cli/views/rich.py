@@ -11,6 +11,7 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import hessian
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
 
 _VERDICT_STYLE = {
@@ -338,6 +339,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         )
 
     if a is None:
+        parts.extend(hessian.to_rich(report, full, width))  # symbolic Hessians (issue 15)
         return Group(*parts, *[Text(note, style="dim") for note in report.notes])
 
     assert s.jacobian is not None
@@ -374,6 +376,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
             ("SymPy J u", "torch forward-mode J u"), ("d{}{} SymPy", "d{}{} torch forward"),
             tensors, full))  # fmt: skip
 
+    parts.extend(hessian.to_rich(report, full, width))  # --hessian, --hvp (issue 15)
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
         parts.append(Text("note: " + note, style="dim"))

@@ -1,0 +1,165 @@
+"""Second order, the torch side: the Hessian, H u and each output's Hessian, every way people
+compute them, from the parse tree (autograd.run), independently of the reference.
+
+The variables are packed into one flat leaf x (their elements in order, as the reference's
+columns), and the program runs on views of it, so each route differentiates a function of
+one tensor, as the documentation's examples do:
+- double_backward: `g = torch.autograd.grad(y, x, create_graph=True)` and a second
+  `torch.autograd.grad` of each g[j] (H) or of g . u (H u): the first backward must itself be
+  recorded (create_graph=True) to be differentiated;
+- functional: `torch.autograd.functional.hessian` / `hvp` (and `vhp`, u^T H, which equals
+  H u only where H is symmetric);
+- func: `torch.func.hessian` (jacfwd of jacrev) and forward-over-reverse
+  `torch.func.jvp(torch.func.grad(f), (x,), (u,))`.
+A route that cannot run for a program (an op without a rule in torch.func, say) is recorded
+with its error, not raised. Results cross back as plain floats (model.Route).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import autograd, lang
+from .model import Problem, Route, TorchSecond
+
+
+def _floats(t: torch.Tensor) -> list[float]:
+    return [float(x) for x in t.detach().to("cpu", torch.float64).reshape(-1).tolist()]
+
+
+def _matrix(t: torch.Tensor, n: int) -> tuple[tuple[float, ...], ...]:
+    flat = _floats(t)
+    return tuple(tuple(flat[j * n : (j + 1) * n]) for j in range(n))
+
+
+def _error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+
+
+def _route(name: str, call: str, work: Callable[[], Any]) -> Route:
+    try:
+        return Route(name, call, work())
+    except Exception as exc:  # reported per route: the others still run
+        return Route(name, call, None, _error(exc))
+
+
+def evaluate(program: lang.Program, problem: Problem) -> TorchSecond:
+    """Every route for each quantity the problem asks for, at its point."""
+    assert problem.point is not None
+    dtype = autograd.DTYPES[problem.dtype]
+    dev = autograd.device_of(problem.device)
+    n = len(problem.point)
+    x0 = torch.tensor(problem.point, dtype=dtype, device=dev)
+    sizes = [math.prod(s) for s in problem.shapes]
+
+    def outputs(x: torch.Tensor) -> list[torch.Tensor]:
+        """The program's outputs from the flat x: each variable a view of it."""
+        inputs: dict[str, torch.Tensor] = {}
+        k = 0
+        for name, shape, size in zip(problem.variables, problem.shapes, sizes, strict=True):
+            inputs[name] = x[k] if not shape else x[k : k + size].reshape(shape)
+            k += size
+        return autograd.run(program, inputs, x)
+
+    def flat_outputs(x: torch.Tensor) -> torch.Tensor:
+        outs = outputs(x)
+        return torch.cat([(o + 0 * x.sum()).reshape(-1) for o in outs])
+
+    w = problem.v
+
+    def scalar(x: torch.Tensor) -> torch.Tensor:
+        """f itself for one scalar output with v = 1, else v^T f: what y.backward(v)
+        differentiates."""
+        outs = outputs(x)
+        if len(outs) == 1 and outs[0].dim() == 0 and (w is None or w == (1.0,)):
+            y = outs[0]
+        else:
+            assert w is not None
+            wt = torch.tensor(w, dtype=dtype, device=dev)
+            y = (wt * torch.cat([o.reshape(-1) for o in outs])).sum()
+        return y + 0 * x.sum()  # a constant output still depends on x (its H is 0)
+
+    def leaf() -> torch.Tensor:
+        return x0.clone().requires_grad_(True)
+
+    def zeros() -> torch.Tensor:
+        return torch.zeros(n, dtype=dtype, device=dev)
+
+    def double_backward_rows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        (g,) = torch.autograd.grad(y, x, create_graph=True)
+        rows = []
+        for j in range(n):
+            if not g.requires_grad:
+                rows.append(zeros())
+                continue
+            (h,) = torch.autograd.grad(g[j], x, retain_graph=True, allow_unused=True)
+            rows.append(h if h is not None else zeros())
+        return torch.stack(rows)
+
+    result: dict[str, tuple[Route, ...]] = {}
+    if problem.hessian:
+
+        def db_hessian() -> Any:
+            x = leaf()
+            return _matrix(double_backward_rows(scalar(x), x), n)
+
+        result["hessian"] = (
+            _route("double_backward", "grad(grad(y, x, create_graph=True)[0][j], x) per j",
+                   db_hessian),
+            _route("functional", "torch.autograd.functional.hessian(f, x)",
+                   lambda: _matrix(torch.autograd.functional.hessian(scalar, x0), n)),
+            _route("func", "torch.func.hessian(f)(x)  (jacfwd of jacrev)",
+                   lambda: _matrix(torch.func.hessian(scalar)(x0), n)),
+        )  # fmt: skip
+    if problem.hvp is not None:
+        u = torch.tensor(problem.hvp, dtype=dtype, device=dev)
+
+        def db_hvp() -> Any:
+            x = leaf()
+            (g,) = torch.autograd.grad(scalar(x), x, create_graph=True)
+            if not g.requires_grad:
+                return tuple(_floats(zeros()))
+            (h,) = torch.autograd.grad(g @ u, x, allow_unused=True)
+            return tuple(_floats(h if h is not None else zeros()))
+
+        result["hvp"] = (
+            _route("double_backward", "grad(grad(y, x, create_graph=True)[0] @ u, x)", db_hvp),
+            _route("functional", "torch.autograd.functional.hvp(f, x, u)[1]",
+                   lambda: tuple(_floats(torch.autograd.functional.hvp(scalar, x0, u)[1]))),
+            _route("functional_vhp", "torch.autograd.functional.vhp(f, x, u)[1]  (u^T H)",
+                   lambda: tuple(_floats(torch.autograd.functional.vhp(scalar, x0, u)[1]))),
+            _route("func", "torch.func.jvp(torch.func.grad(f), (x,), (u,))[1]",
+                   lambda: tuple(_floats(torch.func.jvp(torch.func.grad(scalar), (x0,),
+                                                        (u,))[1]))),
+        )  # fmt: skip
+    if problem.hessians:
+        m = sum(math.prod(s) for s in problem.output_shapes)
+
+        def db_each() -> Any:
+            x = leaf()
+            ys = flat_outputs(x)
+            return tuple(_matrix(double_backward_rows(ys[i], x), n) for i in range(m))
+
+        def functional_each() -> Any:
+            return tuple(
+                _matrix(torch.autograd.functional.hessian(
+                    lambda x, i=i: flat_outputs(x)[i], x0), n)  # type: ignore[misc]
+                for i in range(m)
+            )  # fmt: skip
+
+        def func_each() -> Any:
+            h = torch.func.hessian(flat_outputs)(x0)  # m x n x n
+            return tuple(_matrix(h[i], n) for i in range(m))
+
+        result["hessians"] = (
+            _route("double_backward", "grad(grad(y_i, x, create_graph=True)[0][j], x)", db_each),
+            _route("functional", "torch.autograd.functional.hessian(f_i, x) per output",
+                   functional_each),
+            _route("func", "torch.func.hessian(f)(x)  (all outputs at once)", func_each),
+        )  # fmt: skip
+    return TorchSecond(**result)
