@@ -6,7 +6,8 @@ entries symbolic.gradient gives), and each gradient entry g_j is differentiated 
 symbols it contains, and only by those at or after x_j (d2f/dx_j dx_k is one expression for
 both orders), so a banded Hessian (Broyden's) costs its band, not n^2 expressions.
 
-Values follow the first-order rules (symbolic.py): each entry is certified to 30 digits
+Values are taken at the point as the user wrote it in decimals (see _At), and follow the
+first-order rules (symbolic.py): each entry is certified to 30 digits
 (exact.py); where its expression is not finite at the point, its limit along the
 differentiating variable decides (symbolic._diverges), which is the derivative only where
 the first derivative is continuous along that variable, so that is checked too. Where the
@@ -102,7 +103,11 @@ class _At:
 
     def __init__(self, symbols: Sequence[Any], point: Sequence[float], engine: str) -> None:
         self.symbols = list(symbols)
-        values = [sp.Rational(x) for x in point]
+        # The point as the decimals the user wrote (the shortest decimal that reads back as
+        # each float64 coordinate: -1.2, not -1.1999999999999999555910790149937...), so
+        # that Rosenbrock's H at (-1.2, 1) is exactly 1330, 480, 200. Torch's point is
+        # within half an ulp of it; the tolerance covers that, as it covers torch's rounding.
+        values = [sp.Rational(repr(float(x))) for x in point]
         self.subs = dict(zip(symbols, values, strict=True))
         self.engine = engine
         if engine == "symengine":
@@ -181,6 +186,7 @@ class _Entries:
         if undefined is not None:
             self.dead = set(range(n))
             self.notes.append(f"{name} is undefined: {undefined}")
+            self.rows = [dict.fromkeys(range(n), _nan()) for _ in range(n)]
             return
         symbols = at.symbols
         gval: dict[int, Any] = {}
