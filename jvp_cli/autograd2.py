@@ -165,3 +165,56 @@ def evaluate(program: lang.Program, problem: Problem) -> TorchSecond:
             _route("func", "torch.func.hessian(f)(x)  (all outputs at once)", func_each),
         )  # fmt: skip
     return TorchSecond(**result)
+
+
+def hvp_batch(program: lang.Program, problem: Problem, X: Any, V: Any) -> dict[str, Any]:
+    """H u at every point of a chunk (--points --hvp; points x variables, V points x
+    outputs), by each route: the program runs on batched leaves (one 1-D tensor per scalar
+    variable, as batch.torch_side), and the points are independent, so the Hessian of the
+    sum over points is block diagonal and one product gives every point's H u. Each route
+    gives a points x variables array, or its error (text)."""
+    import numpy as np
+
+    assert problem.hvp is not None
+    dtype = autograd.DTYPES[problem.dtype]
+    dev = autograd.device_of(problem.device)
+    B, n = X.shape
+    cols = [torch.tensor(np.ascontiguousarray(X[:, j]), dtype=dtype, device=dev)
+            for j in range(n)]  # fmt: skip
+    weights = torch.tensor(np.asarray(V, dtype=np.float64), dtype=dtype, device=dev)
+    tangents = tuple(torch.full((B,), float(uj), dtype=dtype, device=dev) for uj in problem.hvp)
+
+    def total(*xs: torch.Tensor) -> torch.Tensor:
+        outs = autograd.run(program, dict(zip(problem.variables, xs, strict=True)), xs[0],
+                            batch=True)  # fmt: skip
+        y = torch.stack([o.expand(B) for o in outs], dim=1)  # points x outputs
+        return (weights * y).sum() + 0 * sum(x.sum() for x in xs)
+
+    def array(parts: Any) -> Any:
+        return np.stack([p.detach().to("cpu", torch.float64).numpy() for p in parts], axis=1)
+
+    def double_backward() -> Any:
+        xs = [c.clone().requires_grad_(True) for c in cols]
+        grads = torch.autograd.grad(total(*xs), xs, create_graph=True)
+        dot = sum(g * t for g, t in zip(grads, tangents, strict=True))
+        if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+            return np.zeros((B, n))
+        hv = torch.autograd.grad(dot.sum(), xs, allow_unused=True)
+        return array([h if h is not None else torch.zeros(B, dtype=dtype) for h in hv])
+
+    routes: dict[str, Callable[[], Any]] = {
+        "double_backward": double_backward,
+        "functional": lambda: array(torch.autograd.functional.hvp(total, tuple(cols),
+                                                                  tangents)[1]),
+        "functional_vhp": lambda: array(torch.autograd.functional.vhp(total, tuple(cols),
+                                                                      tangents)[1]),
+        "func": lambda: array(torch.func.jvp(torch.func.grad(total, argnums=tuple(range(n))),
+                                             tuple(cols), tangents)[1]),
+    }  # fmt: skip
+    out: dict[str, Any] = {}
+    for name, work in routes.items():
+        try:
+            out[name] = work()
+        except Exception as exc:  # reported per route, on every line of the chunk
+            out[name] = _error(exc)
+    return out

@@ -995,6 +995,13 @@ def _batch(
         bar = _Progress(_file_size(points))
 
     lines = _stdout_lines() if json_out else None
+    write = lines.write if lines is not None else None
+    hvp_lines = None
+    if problem.hvp is not None:  # issue 15: H u per point, added to each line
+        from .batch_hvp import HvpLines
+
+        hvp_lines = HvpLines(program, problem)
+        write = hvp_lines.wrap(write)
 
     def work() -> Any:
         stream = open_points()
@@ -1004,7 +1011,7 @@ def _batch(
                 problem,
                 stream,
                 fixed_v,
-                lines.write if lines is not None else None,
+                write,
                 bar.update if bar else None,
             )
         finally:
@@ -1029,8 +1036,11 @@ def _batch(
         console = _console()
         with console.capture() as capture:
             console.print(batch_summary(summary))
+            if hvp_lines is not None:
+                console.print(hvp_lines.summary(), markup=False, highlight=False)
         _emit(capture.get())
     ok = summary.disagree == 0 and summary.undefined == 0
+    ok = ok and (hvp_lines is None or hvp_lines.ok)
     return ExitCode.AGREE if ok else ExitCode.DISAGREE
 
 

@@ -315,16 +315,8 @@ def reference(program: lang.Program, problem: Problem) -> Reference:
     targets: list[tuple[str, str, Any, str | None]] = []  # (kind, of, g, undefined)
     if problem.hessian or problem.hvp is not None:
         w = problem.v if problem.v is not None else (1.0,) * len(built.exprs)
-        if len(built.exprs) == 1 and w[0] == 1.0:
-            g, of = built.exprs[0], built.rows[0]
-        else:
-            rational = (lambda x: sp.Rational(x)) if sympy_side else _se_rational
-            parts = [rational(wi) * f for wi, f in zip(w, built.exprs, strict=True) if wi != 0]
-            g = _add(parts, sympy_side)
-            of = "v^T f"
-        bad = [undefined[i] for i in sorted(undefined) if w[i] != 0]
-        targets.append(("main", of, g, f"{built.rows[sorted(undefined)[0]]}: {bad[0]}"
-                        if bad else None))  # fmt: skip
+        g, of = weighted(built, w, sympy_side)
+        targets.append(("main", of, g, _undefined_for(built, w, undefined)))
     if problem.hessians:
         for i, (f, row) in enumerate(zip(built.exprs, built.rows, strict=True)):
             targets.append(("each", row, f, undefined.get(i)))
@@ -364,6 +356,50 @@ def reference(program: lang.Program, problem: Problem) -> Reference:
             hvp = Ref(of, None, "", "", values, beyond, None, nonzeros,
                       () if problem.hessian else notes)  # fmt: skip
     return Reference(hess, hvp, tuple(each))
+
+
+def weighted(built: symbolic.Built, w: Sequence[float], sympy_side: bool) -> tuple[Any, str]:
+    """v^T f as one expression (f itself for one output with v = 1), and its name."""
+    if len(built.exprs) == 1 and w[0] == 1.0:
+        return built.exprs[0], built.rows[0]
+    rational = (lambda x: sp.Rational(x)) if sympy_side else _se_rational
+    parts = [rational(wi) * f for wi, f in zip(w, built.exprs, strict=True) if wi != 0]
+    return _add(parts, sympy_side), "v^T f"
+
+
+def _undefined_for(built: symbolic.Built, w: Sequence[float], undefined: dict[int, str]
+                   ) -> str | None:  # fmt: skip
+    """Why v^T f is undefined at the point (an output with a nonzero weight is), or None."""
+    bad = [i for i in sorted(undefined) if w[i] != 0]
+    return f"{built.rows[bad[0]]}: {undefined[bad[0]]}" if bad else None
+
+
+class PointHvp:
+    """H u at one point after another (--points --hvp), differentiated once per v."""
+
+    def __init__(self, program: lang.Program, problem: Problem) -> None:
+        self.program, self.problem = program, problem
+        self.built = symbolic.build(program, problem.shapes, problem.engine)
+        self.sympy_side = problem.engine != "symengine"
+        self.index = {s: k for k, s in enumerate(self.built.symbols)}
+        self.cache: dict[tuple[float, ...], tuple[dict[int, Any], Upper]] = {}
+
+    def at(self, point: Sequence[float], v: Sequence[float], u: Sequence[float]
+           ) -> tuple[tuple[float, ...], dict[tuple[int, ...], str]]:  # fmt: skip
+        key = tuple(v)
+        if key not in self.cache:
+            if len(self.cache) > 64:
+                self.cache.clear()
+            g, _ = weighted(self.built, v, self.sympy_side)
+            grad = symbolic.gradient(g, self.index) if not _is_zero(g) else {}
+            self.cache[key] = (grad, second_derivatives(grad, self.built.symbols))
+        grad, upper = self.cache[key]
+        p = self.problem
+        undefined = domain.undefined_rows(self.program, p.shapes, point, self.built.sizes)
+        at = _At(self.built.symbols, point, p.engine)
+        entries = _Entries(at, grad, upper, self.built.cols,
+                           _undefined_for(self.built, v, undefined), "")  # fmt: skip
+        return entries.product(u, at)
 
 
 def _se_rational(x: float) -> Any:

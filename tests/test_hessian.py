@@ -319,3 +319,43 @@ def test_parallel_and_single_process_agree(monkeypatch) -> None:
     assert report.second is not None and report.second.hvp is not None
     assert report.second.hvp.reference == (6.0, 26.0, 22.0)
     assert report.agree
+
+
+# ---- --points with --hvp -------------------------------------------------------------------
+
+
+def test_points_hvp_lines(vjp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [(-1.2, 1.0), (0.5, 0.25), (2.0, 3.0)]
+    path = tmp_path / "points.csv"
+    path.write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in rows))
+    out = vjp(ROSENBROCK, "--points", str(path), "--hvp", "1,-1", "--json").stdout
+    lines = [__import__("json").loads(line) for line in out.splitlines()]
+    assert [line["line"] for line in lines] == [2, 3, 4]
+    for line, (x, y) in zip(lines, rows, strict=True):
+        h = _rosenbrock_h(x, y)
+        assert_close(line["hvp"]["sympy"], [h[0][0] - h[0][1], h[1][0] - h[1][1]], rel=1e-12)
+        assert line["hvp"]["u"] == [1, -1]
+        assert set(line["hvp"]["torch"]) >= ROUTES
+        assert line["hvp"]["status"] == "agree" and line["agree"] is True
+        assert line["vjp"]["status"] == "agree"  # the first-order fields stay
+
+
+def test_points_hvp_kink_is_undefined_and_exits_1(vjp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "points.csv"
+    path.write_text("x,y\n0,1\n1,1\n")
+    r = vjp("x*abs(x) + y^2", "--points", str(path), "--hvp", "1,1", "--json", code=1)
+    first, second = (__import__("json").loads(line) for line in r.stdout.splitlines())
+    assert first["hvp"]["sympy"][0] == "NaN" and first["hvp"]["status"] == "undefined"
+    assert first["vjp"]["status"] == "agree" and first["agree"] is False
+    assert second["hvp"]["sympy"] == [2, 2] and second["agree"] is True
+    summary = vjp("x*abs(x) + y^2", "--points", str(path), "--hvp", "1,1", code=1).stdout
+    assert "--hvp: 1 agree, 0 disagree, 1 undefined" in summary
+
+
+def test_points_refuse_hessian(vjp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "points.csv"
+    path.write_text("x,y\n0,1\n")
+    r = vjp(ROSENBROCK, "--points", str(path), "--hessian", code=2)
+    assert "--points takes --hvp only" in r.stderr
+    r = vjp(ROSENBROCK, "--points", str(path), "--hvp", "1", code=2)
+    assert r.stderr.startswith("Error:") and "--hvp" in r.stderr
