@@ -425,6 +425,26 @@ def _is_zero(g: Any) -> bool:
 # ---- the verdicts ---------------------------------------------------------------------------
 
 
+def _differ(a: Any, b: Any, rtol: float, atol: float) -> tuple[tuple[int, ...], str] | None:
+    """Where two routes' values differ most (symmetric: NaN against a number, or one
+    infinity against another, differs), and by what; None where they agree."""
+    from .compare import _flatten
+
+    worst: tuple[tuple[int, ...], str] | None = None
+    biggest = -1.0
+    for (idx, x), (_, y) in zip(_flatten(a), _flatten(b), strict=True):
+        if math.isnan(x) or math.isnan(y) or math.isinf(x) or math.isinf(y):
+            if x == y or (math.isnan(x) and math.isnan(y)):
+                continue
+            if biggest < math.inf:
+                worst, biggest = (idx, f"{x:g} against {y:g}"), math.inf
+            continue
+        gap = abs(x - y)
+        if gap > atol + rtol * max(abs(x), abs(y)) and gap > biggest:
+            worst, biggest = (idx, f"|diff| = {gap:.3g}"), gap
+    return worst
+
+
 def _aggregate(name: str, checks: Sequence[Check], rtol: float, atol: float) -> Check | None:
     """One verdict over the routes that ran: disagree if any does, else undefined if any is,
     else agree; the largest difference of any route."""
@@ -472,17 +492,20 @@ def _quantity(
     by_name = {c.name: c for c in checks}
     for a_i, a in enumerate(ran):
         for b in ran[a_i + 1 :]:
-            pair = compare("pair", a.values, b.values, problem.rtol, problem.atol)
-            if pair.status != "disagree":
+            differ = _differ(a.values, b.values, problem.rtol, problem.atol)
+            if differ is None:
                 continue
-            good = [x.name for x in (a, b) if by_name[x.name].status == "agree"]
-            where = (f" at {_entry_name(kind, pair.worst, labels, outs)}"
-                     if pair.worst is not None else "")  # fmt: skip
-            verdict = (f"the reference agrees with {good[0]}" if len(good) == 1 else
-                       "the reference agrees with neither" if not good else
-                       "both agree with the reference")  # fmt: skip
-            notes.append(f"{title}: torch's routes {a.name} and {b.name} differ (max |diff| = "
-                         f"{pair.max_abs_diff:.3g}{where}); {verdict}")  # fmt: skip
+            idx, gap = differ
+            statuses = {x.name: by_name[x.name].status for x in (a, b)}
+            good = [name for name, st in statuses.items() if st == "agree"]
+            if len(good) == 1:
+                verdict = f"the reference agrees with {good[0]}"
+            elif not good and "undefined" in statuses.values():
+                verdict = "the reference says the derivative does not exist there"
+            else:
+                verdict = "the reference agrees with neither"
+            notes.append(f"{title}: torch's routes {a.name} and {b.name} differ at "
+                         f"{_entry_name(kind, idx, labels, outs)} ({gap}); {verdict}")  # fmt: skip
     if not ran and routes:
         notes.append(f"{title}: no torch route could run, so nothing was compared")
     check = _aggregate(kind, checks, problem.rtol, problem.atol)

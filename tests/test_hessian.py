@@ -233,7 +233,7 @@ def test_judge_names_the_route_that_agrees_with_the_reference() -> None:
     assert q is not None and {c.name: c.status for c in q.checks} == {
         "double_backward": "agree", "functional": "disagree"}  # fmt: skip
     text = " ".join(second.notes)
-    assert "double_backward and functional differ" in text
+    assert "double_backward and functional differ at H[y, y]" in text
     assert "the reference agrees with double_backward" in text
     assert "func (" in text and "could not run" in text
 
@@ -359,3 +359,12 @@ def test_points_refuse_hessian(vjp, tmp_path) -> None:  # type: ignore[no-untype
     assert "--points takes --hvp only" in r.stderr
     r = vjp(ROSENBROCK, "--points", str(path), "--hvp", "1", code=2)
     assert r.stderr.startswith("Error:") and "--hvp" in r.stderr
+
+
+def test_routes_that_differ_where_h_does_not_exist(vjp) -> None:  # type: ignore[no-untyped-def]
+    # |x| at 0 has no Hessian: double backward gives NaN (0/0), torch.func gives 0
+    d = vjp("norm(x)", "--at", "x=[0,0]", "--hessian", "--json", code=1).json()
+    h = d["hessian"]
+    assert h["sympy"] == [["NaN", "NaN"], ["NaN", "NaN"]] and h["status"] == "undefined"
+    notes = [n for n in d["notes"] if "differ" in n]
+    assert notes and all("does not exist there" in n for n in notes)

@@ -184,6 +184,16 @@ def _route_lines(q: SecondQuantity) -> Any:
     return Group(Text("torch routes:", style="bold"), table, *calls)
 
 
+def _notes(notes: Sequence[str], full: bool) -> list[Any]:
+    from rich.text import Text
+
+    shown = list(notes) if full else list(notes[:6])
+    out = [Text("note: " + n, style="dim") for n in shown]
+    if len(notes) > len(shown):
+        out.append(Text(f"({len(notes) - len(shown)} more: --full or --json)", style="dim"))
+    return out
+
+
 def _matrix_panel(q: SecondQuantity, labels: Sequence[str], title: str, full: bool) -> Any:
     from rich.console import Group
     from rich.panel import Panel
@@ -217,6 +227,7 @@ def _matrix_panel(q: SecondQuantity, labels: Sequence[str], title: str, full: bo
             parts.append(_entries("H at the point", sides[:2], labels, full))
         parts.append(_route_lines(q))
         parts.append(_verdict(q.check, q.routes))
+    parts.extend(_notes(q.notes, full))
     how = "upper triangle shown: symmetric" if sym else "not symmetric at the point"
     sub = f"{n} x {n}, {q.nonzeros:,} nonzero; {how}"
     return Panel(Group(*parts), title=Text(title, style="bold"), title_align="left",
@@ -257,7 +268,7 @@ def to_rich(report: Report, full: bool = False, width: int = 80) -> list[Any]:
             for j in rows:
                 table.add_row(Text(f"(H u)[{labels[j]}]"), Text(fmt(ref[j])),
                               *[Text(fmt(r.values[j])) for r in ran])  # fmt: skip
-            body += [table, _route_lines(q), _verdict(q.check, q.routes)]
+            body += [table, _route_lines(q), _verdict(q.check, q.routes), *_notes(q.notes, full)]
         of = "v^T f" if q.of == "v^T f" else q.of
         parts.append(Panel(Group(*body), title=Text(f"HVP  H u  (H: the Hessian of {of})",
                                                     style="bold"),
