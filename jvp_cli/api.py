@@ -554,15 +554,24 @@ def _autograd(program: lang.Program, problem: Problem) -> AutogradResult:
     from . import autograd
 
     assert problem.point is not None
-    result = autograd.evaluate(
-        program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype, problem.device
-    )
+    pending = None
+    if problem.second_order:  # issue 15: big problems' torch.func routes, in a child
+        from . import autograd2
+
+        pending = autograd2.start(program, problem)
+    try:
+        result = autograd.evaluate(
+            program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype,
+            problem.device,
+        )  # fmt: skip
+    except BaseException:
+        if pending is not None:
+            pending.close()
+        raise
     if problem.second_order:  # issue 15: the second-order routes, in the same torch process
         from dataclasses import replace
 
-        from . import autograd2
-
-        result = replace(result, second=autograd2.evaluate(program, problem))
+        result = replace(result, second=autograd2.evaluate(program, problem, pending=pending))
     return result
 
 

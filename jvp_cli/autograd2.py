@@ -41,16 +41,40 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
 
 
-def _route(name: str, call: str, work: Callable[[], Any]) -> Route:
+def _run_route(name: str, call: str, work: Callable[[], Any]) -> Route:
     try:
         return Route(name, call, work())
     except Exception as exc:  # reported per route: the others still run
         return Route(name, call, None, _error(exc))
 
 
-def evaluate(program: lang.Program, problem: Problem) -> TorchSecond:
-    """Every route for each quantity the problem asks for, at its point."""
+FORK_NODES = 1_000  # tree nodes from which the torch.func routes run in a child of their own
+
+
+def start(program: lang.Program, problem: Problem) -> Any:
+    """For a big problem on two or more cores, the torch.func routes (forward over reverse
+    costs a Python decomposition per backward op: 1.6 s of Broyden n=500's H u, against
+    0.1 s for double backward) start in a forked child, beside the first-order work and the
+    other routes; `evaluate(..., pending=)` collects them. None: all in this process."""
+    from . import sidecar
+
+    if program.size < FORK_NODES or problem.device != "cpu" or not sidecar._two_cores():
+        return None
+    return sidecar.Pending(lambda: evaluate(program, problem, only="func"))
+
+
+def evaluate(
+    program: lang.Program, problem: Problem, only: str | None = None, pending: Any = None
+) -> TorchSecond:
+    """Every route for each quantity the problem asks for, at its point (`only`: that
+    route alone; `pending`: the torch.func routes are running there, see `start`)."""
     assert problem.point is not None
+
+    def _route(name: str, call: str, work: Callable[[], Any]) -> Route:
+        if (only is not None and name != only) or (pending is not None and name == "func"):
+            return Route(name, call, None, "not run here")  # replaced by the merge below
+        return _run_route(name, call, work)
+
     dtype = autograd.DTYPES[problem.dtype]
     dev = autograd.device_of(problem.device)
     n = len(problem.point)
@@ -164,6 +188,22 @@ def evaluate(program: lang.Program, problem: Problem) -> TorchSecond:
                    functional_each),
             _route("func", "torch.func.hessian(f)(x)  (all outputs at once)", func_each),
         )  # fmt: skip
+    if pending is not None:
+        failure = "the process computing the torch.func routes returned none"
+        try:
+            theirs = pending.result()
+        except Exception as exc:  # the child failed: its routes did not run
+            theirs = None
+            failure = _error(exc)
+        merged: dict[str, tuple[Route, ...]] = {}
+        for quantity, routes in result.items():
+            other = {r.name: r for r in getattr(theirs, quantity, ())} if theirs else {}
+            merged[quantity] = tuple(
+                (other.get(r.name) or Route(r.name, r.call, None, failure))
+                if r.name == "func" else r
+                for r in routes
+            )  # fmt: skip
+        result = merged
     return TorchSecond(**result)
 
 

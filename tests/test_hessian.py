@@ -368,3 +368,19 @@ def test_routes_that_differ_where_h_does_not_exist(vjp) -> None:  # type: ignore
     assert h["sympy"] == [["NaN", "NaN"], ["NaN", "NaN"]] and h["status"] == "undefined"
     notes = [n for n in d["notes"] if "differ" in n]
     assert notes and all("does not exist there" in n for n in notes)
+
+
+def test_func_routes_in_a_child_give_the_same_values(monkeypatch) -> None:
+    from jvp_cli import autograd2
+
+    monkeypatch.setattr(autograd2, "FORK_NODES", 0)
+    program, problem = _problem(ROSENBROCK, at="-1.2,1", hessian=True, hvp="1,0")
+    pending = autograd2.start(program, problem)
+    if pending is None:
+        pytest.skip("one core, or no fork: the routes all run in this process")
+    forked = autograd2.evaluate(program, problem, pending=pending)
+    here = autograd2.evaluate(program, problem)
+    assert forked == here
+    assert [r.name for r in forked.hvp] == ["double_backward", "functional", "functional_vhp",
+                                            "func"]  # fmt: skip
+    assert all(r.error is None for r in (*forked.hessian, *forked.hvp))
