@@ -250,8 +250,13 @@ class _Entries:
                 biggest = max((abs(t) for t, _ in terms), default=mpmath.mpf(0))
                 if mpmath.isfinite(total) and mpmath.isfinite(biggest) and biggest and \
                         abs(total) < 1e-12 * biggest and j not in self.dead:  # fmt: skip
-                    expr = sum((sp.Rational(u[k]) * _dirac_free(self.exprs[j][k]) for _, k in terms
-                                if k in self.exprs[j]), sp.S.Zero)  # fmt: skip
+                    ks = [k for _, k in terms if k in self.exprs[j]]
+                    parts = [_dirac_free(self.exprs[j][k]) for k in ks]
+                    sympy_side = all(isinstance(e, sp.Basic) for e in parts)
+                    rational = (lambda x: sp.Rational(x)) if sympy_side else _se_rational
+                    expr = _add(
+                        [rational(u[k]) * e for k, e in zip(ks, parts, strict=True)], sympy_side
+                    )
                     try:
                         got = exact.value(expr, at.subs) if expr != 0 else mpmath.mpf(0)
                     except exact.Uncertified:

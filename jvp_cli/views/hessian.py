@@ -208,7 +208,9 @@ def _matrix_panel(q: SecondQuantity, labels: Sequence[str], title: str, full: bo
         elif n <= MAX_SIDE:
             parts.append(_table("", _cells(q.symbolic, True), labels))
         else:
-            parts.append(_entries("", [("symbolic", q.symbolic)], labels, full))
+            clipped = [[c if full or len(c) <= 60 else c[:59] + "…" for c in r]
+                       for r in q.symbolic]  # fmt: skip
+            parts.append(_entries("", [("symbolic", clipped)], labels, full))
     if q.reference is not None:
         ref = _cells(exact_values(q.reference, dict(q.beyond)), sym)
         sides = [("H at the point (SymPy)", ref)]
