@@ -571,9 +571,9 @@ def judge(
                       rt.error)
                 for rt in routes
             )  # fmt: skip
-            q, _ = _quantity("hessians", f"Hessian of {r.of}", r.of, r.values,
-                             dict(r.beyond), per_routes, problem, labels, outs, r)  # fmt: skip
-            each.append(q)
+            one, _ = _quantity("hessians", f"Hessian of {r.of}", r.of, r.values,
+                               dict(r.beyond), per_routes, problem, labels, outs, r)  # fmt: skip
+            each.append(one)
     for q in (hess, hvp):
         if q is not None and q.check is not None:
             checks.append(q.check)
