@@ -217,7 +217,10 @@ class _Entries:
                 if a in self.dead:
                     continue
                 val, problem = symbolic._diverges(_dirac_free(e), at.subs, symbols[b])
-                if not math.isnan(float(val)) and not at.continuous(grad[a], gval[a], symbols[b]):
+                g_a = grad.get(a)
+                if not math.isnan(float(val)) and (
+                    g_a is None or not at.continuous(g_a, gval[a], symbols[b])
+                ):
                     val, problem = _nan(), "undefined (d/d" + labels[a] + " is not continuous)"
                 self.rows[a][b] = val
                 if problem is not None:
