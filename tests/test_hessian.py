@@ -384,3 +384,29 @@ def test_func_routes_in_a_child_give_the_same_values(monkeypatch) -> None:
     assert [r.name for r in forked.hvp] == ["double_backward", "functional", "functional_vhp",
                                             "func"]  # fmt: skip
     assert all(r.error is None for r in (*forked.hessian, *forked.hvp))
+
+
+@pytest.mark.parametrize("engine", ["sympy", "symengine"])
+def test_both_engines_give_the_same_reference(vjp, engine: str) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip(engine)
+    d = vjp(ROSENBROCK + " + exp(x*y)", "--at", "-1.2,1", "--hessian", "--hvp", "0.5,-2",
+            "--engine", engine, "--json").json()  # fmt: skip
+    x, y = -1.2, 1.0
+    e = math.exp(x * y)
+    h = _rosenbrock_h(x, y)
+    h = [[h[0][0] + y * y * e, h[0][1] + (1 + x * y) * e],
+         [h[1][0] + (1 + x * y) * e, h[1][1] + x * x * e]]  # fmt: skip
+    assert d["engine"] == engine
+    assert_close(d["hessian"]["sympy"], h, rel=1e-13)
+    assert_close(d["hvp"]["sympy"], [0.5 * h[0][0] - 2 * h[0][1], 0.5 * h[1][0] - 2 * h[1][1]],
+                 rel=1e-13)  # fmt: skip
+    assert d["agree"] is True
+
+
+def test_each_element_of_a_tensor_output(vjp) -> None:  # type: ignore[no-untyped-def]
+    # y = x * x[0] (a vector): y_i = x_i x_0; H of y_0 = x_0^2 is 2 e0 e0^T, of y_1 = x_1 x_0
+    # is the symmetric pair at (0, 1)
+    d = vjp("y = x * x[0]", "--at", "x=[2,3]", "--hessians", "--json").json()
+    each = {h["output"]: h["sympy"] for h in d["hessians"]}
+    assert each == {"y[0]": [[2, 0], [0, 0]], "y[1]": [[0, 1], [1, 0]]}
+    assert all(h["agree"] for h in d["hessians"])
