@@ -118,6 +118,17 @@ def evaluate(
 
     def double_backward_rows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         (g,) = torch.autograd.grad(y, x, create_graph=True)
+        if g.requires_grad and n > 8:
+            # all n second passes at once (grad_outputs = the identity, vmapped by autograd);
+            # the same derivatives as the loop below, which runs where vmap cannot
+            try:
+                eye = torch.eye(n, dtype=g.dtype, device=g.device)
+                (h,) = torch.autograd.grad(g, x, grad_outputs=eye, retain_graph=True,
+                                           is_grads_batched=True, allow_unused=True)  # fmt: skip
+                if h is not None:
+                    return h
+            except RuntimeError:
+                pass
         rows = []
         for j in range(n):
             if not g.requires_grad:
@@ -172,11 +183,20 @@ def evaluate(
             return tuple(_matrix(double_backward_rows(ys[i], x), n) for i in range(m))
 
         def functional_each() -> Any:
-            return tuple(
-                _matrix(torch.autograd.functional.hessian(
-                    lambda x, i=i: flat_outputs(x)[i], x0), n)  # type: ignore[misc]
-                for i in range(m)
-            )  # fmt: skip
+            # vectorize=True (vmap over the rows) where the loop would take m * n passes;
+            # the plain call where vmap cannot run the program
+            for vectorize in (True, False) if m * n > 64 else (False,):
+                try:
+                    return tuple(
+                        _matrix(torch.autograd.functional.hessian(
+                            lambda x, i=i: flat_outputs(x)[i], x0,  # type: ignore[misc]
+                            vectorize=vectorize), n)
+                        for i in range(m)
+                    )  # fmt: skip
+                except RuntimeError:
+                    if not vectorize:
+                        raise
+            raise AssertionError("unreachable")
 
         def func_each() -> Any:
             h = torch.func.hessian(flat_outputs)(x0)  # m x n x n
@@ -184,7 +204,8 @@ def evaluate(
 
         result["hessians"] = (
             _route("double_backward", "grad(grad(y_i, x, create_graph=True)[0][j], x)", db_each),
-            _route("functional", "torch.autograd.functional.hessian(f_i, x) per output",
+            _route("functional", "torch.autograd.functional.hessian(f_i, x) per output "
+                   "(vectorize=True for big ones)",
                    functional_each),
             _route("func", "torch.func.hessian(f)(x)  (all outputs at once)", func_each),
         )  # fmt: skip
