@@ -48,6 +48,7 @@ def _run_route(name: str, call: str, work: Callable[[], Any]) -> Route:
         return Route(name, call, None, _error(exc))
 
 
+BATCHED = " (every j in one call: grad_outputs=eye(n), is_grads_batched=True)"
 FORK_NODES = 1_000  # tree nodes from which the torch.func routes run in a child of their own
 
 
@@ -146,7 +147,8 @@ def evaluate(
             return _matrix(double_backward_rows(scalar(x), x), n)
 
         result["hessian"] = (
-            _route("double_backward", "grad(grad(y, x, create_graph=True)[0][j], x) per j",
+            _route("double_backward",
+                   "grad(grad(y, x, create_graph=True)[0][j], x) per j" + BATCHED * (n > 8),
                    db_hessian),
             _route("functional", "torch.autograd.functional.hessian(f, x)",
                    lambda: _matrix(torch.autograd.functional.hessian(scalar, x0), n)),
@@ -203,7 +205,8 @@ def evaluate(
             return tuple(_matrix(h[i], n) for i in range(m))
 
         result["hessians"] = (
-            _route("double_backward", "grad(grad(y_i, x, create_graph=True)[0][j], x)", db_each),
+            _route("double_backward",
+                   "grad(grad(y_i, x, create_graph=True)[0][j], x)" + BATCHED * (n > 8), db_each),
             _route("functional", "torch.autograd.functional.hessian(f_i, x) per output "
                    "(vectorize=True for big ones)",
                    functional_each),
