@@ -232,6 +232,26 @@ def batch_targets(quick: bool) -> list[bool]:
     return out
 
 
+def second_order_targets(vjp: list[str], base_t: float, reps: int) -> list[bool]:
+    """Issue 15: the dense family at n=50 with --hessian (2,500 second derivatives, every
+    torch route), and Broyden n=500 with --hvp (H u from the Hessian's band: no dense
+    symbolic Hessian), each at most 3x `import torch, sympy, typer, rich`."""
+    out = []
+    anchor = "import torch, sympy, typer, rich"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text, size, extra in (
+            ("6. dense n=50 --hessian", problems.dense(50), 50, ["--hessian"]),
+            ("7. Broyden n=500 --hvp", problems.broyden(500), 500, ["--hvp", problems.point(500)]),
+        ):
+            path = Path(tmp) / "prog.txt"
+            path.write_text(text)
+            cmd = [*vjp, "-f", str(path), "--at", problems.point(size), "--v",
+                   problems.point(size), *extra, "--json", "--timeout", "0"]  # fmt: skip
+            t, _, rss = timed(cmd, reps, ok_codes=(0,))  # every route must agree
+            out.append(row(name, t, base_t, anchor, 3.0, rss))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -280,6 +300,9 @@ def main() -> int:
                 reps,
             )
             results.append(row(name, t, base_t, "import torch, sympy, typer, rich", 3.0, rss))
+
+    # 6-7. second order (issue 15), whole processes against the same anchor
+    results.extend(second_order_targets(vjp, base_t, max(1, n // 3)))
 
     # 4. many points in one process (dense family n=10, 100,000 points, v fixed)
     results.extend(batch_targets(args.quick))

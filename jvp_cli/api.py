@@ -359,6 +359,9 @@ def make_problem(
     engine: str = "auto",
     batch: bool = False,
     explain: bool = False,
+    hessian: bool = False,
+    hessians: bool = False,
+    hvp: str | Sequence[str] | None = None,
 ) -> tuple[lang.Program, Problem]:
     """Parse and validate everything a run needs. `batch`: the problem is for --points,
     where no symbolic matrix is shown, so "auto" picks SymEngine whenever it can."""
@@ -413,6 +416,8 @@ def make_problem(
             raise InputError(f"{name} must be a finite number >= 0", where=name)
     r, a = tolerances(dtype, rtol, atol)
     engine = choose_engine(program, engine, batch)
+    second = _second_order_options(program, var_shapes, out_shapes, point, vv, implicit, hessian,
+                                   hessians, hvp, batch)  # fmt: skip
     problem = Problem(
         source=functions,
         functions=program.functions_text(),
@@ -435,8 +440,70 @@ def make_problem(
         rtol=r,
         atol=a,
         explain=explain,
+        **second,
     )
     return program, problem
+
+
+MAX_HESSIAN_ENTRIES = 4_000_000
+
+
+def _second_order_options(
+    program: lang.Program,
+    var_shapes: dict[str, Shape],
+    out_shapes: Sequence[Shape],
+    point: Any,
+    v: Any,
+    implicit: bool,
+    hessian: bool,
+    hessians: bool,
+    hvp: str | Sequence[str] | None,
+    batch: bool,
+) -> dict[str, Any]:
+    """--hessian, --hessians, --hvp U (issue 15), validated: U has the variables' shapes;
+    the Hessian of several outputs is that of v^T f, so it needs --v (or --hessians)."""
+    if not (hessian or hessians or hvp):
+        return {}
+    if batch and (hessian or hessians):
+        raise InputError(
+            "--points takes --hvp only (one H u per point)",
+            where="--points",
+            fix="drop --hessian/--hessians, or give one point with --at",
+        )
+    n = sum(math.prod(s) for s in var_shapes.values())
+    m = sum(math.prod(s) for s in out_shapes)
+    # both sides form H whole (H u alone never does): the Jacobian's entry limit
+    for wanted, count, what in ((hessian, n * n, "--hessian"), (hessians, m * n * n, "--hessians")):
+        if wanted and count > MAX_HESSIAN_ENTRIES:
+            raise LimitError(
+                f"{what} would have {count:,} entries; the limit is {MAX_HESSIAN_ENTRIES:,}",
+                where=what,
+                fix="use --hvp U for the product H u, which never forms H",
+            )
+    u = None
+    if hvp:
+        if point is None and not batch:
+            raise InputError(
+                "--hvp needs a point", where="--at", fix="add --at with a value for each variable"
+            )
+        vals = parse_values(hvp, program.variables, "--hvp", "variables", var_shapes, exact=True)
+        u = _flat(vals, program.variables)
+    scalar = len(program.outputs) == 1 and out_shapes[0] == ()
+    if (hessian or hvp) and not scalar and v is None and not batch and point is not None:
+        option = "--hessian" if hessian else "--hvp"
+        raise InputError(
+            f"{option} of {m} outputs is the Hessian of v^T f, which needs v",
+            where=option,
+            fix="pass --v (one weight per output, as for y.backward(v)), or --hessians for "
+            "each output's own Hessian",
+        )
+    if hessian and not scalar and point is None:
+        raise InputError(
+            f"--hessian of {m} outputs is the Hessian of v^T f, which needs v and a point",
+            where="--hessian",
+            fix="pass --at and --v, or --hessians for each output's own symbolic Hessian",
+        )
+    return {"hessian": bool(hessian), "hessians": bool(hessians), "hvp": u}
 
 
 def _e_hint(exc: InputError, program: lang.Program) -> InputError:
@@ -489,9 +556,25 @@ def _autograd(program: lang.Program, problem: Problem) -> AutogradResult:
     from . import autograd
 
     assert problem.point is not None
-    return autograd.evaluate(
-        program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype, problem.device
-    )
+    pending = None
+    if problem.second_order:  # issue 15: big problems' torch.func routes, in a child
+        from . import autograd2
+
+        pending = autograd2.start(program, problem)
+    try:
+        result = autograd.evaluate(
+            program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype,
+            problem.device,
+        )  # fmt: skip
+    except BaseException:
+        if pending is not None:
+            pending.close()
+        raise
+    if problem.second_order:  # issue 15: the second-order routes, in the same torch process
+        from dataclasses import replace
+
+        result = replace(result, second=autograd2.evaluate(program, problem, pending=pending))
+    return result
 
 
 def choose_engine(program: lang.Program, engine: str, batch: bool = False) -> str:
@@ -555,6 +638,7 @@ def solve(program: lang.Program, problem: Problem) -> Report:
             problem.engine,
             tex_cells=problem.explain,
         )
+        second_ref = _second_reference(program, problem)  # issue 15, beside torch's side
     except BaseException:
         if torch_side is not None:
             torch_side.close()
@@ -564,7 +648,7 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         notes.append("'e' is a variable here, so e^x is e to the power x; for Euler's number "
                      "write E (E^x) or exp(x)")  # fmt: skip
     if problem.point is None:
-        return _explained(Report(problem, sym, notes=tuple(notes)))
+        return _explained(_with_second(Report(problem, sym, notes=tuple(notes)), second_ref))
     if problem.v is None:
         what = (
             f"y has {len(problem.outputs)} components"
@@ -597,7 +681,9 @@ def solve(program: lang.Program, problem: Problem) -> Report:
               for name, ref, cand in pairs]  # fmt: skip
     if any(c.status == "disagree" for c in checks):
         notes.extend(_why_torch_differs(program, problem, sym, ag))
-    return _explained(Report(problem, sym, ag, tuple(checks), tuple(notes)))
+    return _explained(
+        _with_second(Report(problem, sym, ag, tuple(checks), tuple(notes)), second_ref)
+    )
 
 
 def _explained(report: Report) -> Report:
@@ -607,6 +693,30 @@ def _explained(report: Report) -> Report:
     from . import explain
 
     return explain.build(report)
+
+
+def _second_reference(program: lang.Program, problem: Problem) -> Any:
+    """The symbolic second order the problem asks for (hessian.py), or None."""
+    if not problem.second_order:
+        return None
+    from . import hessian
+
+    return hessian.reference(program, problem)
+
+
+def _with_second(report: Report, ref: Any) -> Report:
+    """The report with its second-order part and verdicts (issue 15)."""
+    if ref is None:
+        return report
+    from dataclasses import replace
+
+    from . import hessian
+
+    p, s = report.problem, report.symbolic
+    tor = report.autograd.second if report.autograd is not None else None
+    second, checks = hessian.judge(p, ref, tor, s.col_labels, s.row_labels)
+    return replace(report, second=second, checks=(*report.checks, *checks),
+                   notes=(*report.notes, *second.notes))  # fmt: skip
 
 
 def _why_torch_differs(

@@ -673,6 +673,28 @@ def vjp(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
+    # ---- second order (issue 15) ----
+    hessian: Annotated[
+        bool,
+        typer.Option(
+            "--hessian",
+            help="Also the Hessian d2f/dx2 (several outputs: of v^T f, needs --v), each "
+            "torch route (double backward, autograd.functional, torch.func) checked "
+            "against the 30-digit reference.",
+        ),
+    ] = False,
+    hessians: Annotated[
+        bool, typer.Option("--hessians", help="Also each output's own Hessian, checked alike.")
+    ] = False,
+    hvp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hvp",
+            metavar="U",
+            help="Also the Hessian-vector product H u (of v^T f for several outputs): one "
+            "value per variable, as --u. Works with --points (U fixed).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -733,6 +755,7 @@ def vjp(
         fd=fd,
         explain=explain,
         report_format=report_format.value if report_format else None,
+        second={"hessian": hessian, "hessians": hessians, "hvp": hvp},  # issue 15
     )
     raise typer.Exit(int(code))
 
@@ -868,6 +891,7 @@ def execute(
     fd: bool = False,
     explain: bool = False,
     report_format: str | None = None,
+    second: dict[str, Any] | None = None,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -892,6 +916,7 @@ def execute(
             variables=variables, outputs=outputs, dtype=dtype, device=device,
             rtol=_tolerance(rtol, "--rtol"), atol=_tolerance(atol, "--atol"), engine=engine,
         )  # fmt: skip
+        options.update(second or {})  # --hessian, --hessians, --hvp (issue 15)
         what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
         spec = _candidate_options(torch_code, fd, at, points)  # --torch, --fd: checked early
         code_only = spec is not None and functions is None and file is None
@@ -1168,6 +1193,13 @@ def _batch(
         bar = _Progress(_file_size(points))
 
     lines = _stdout_lines() if json_out else None
+    write = lines.write if lines is not None else None
+    hvp_lines = None
+    if problem.hvp is not None:  # issue 15: H u per point, added to each line
+        from .batch_hvp import HvpLines
+
+        hvp_lines = HvpLines(program, problem)
+        write = hvp_lines.wrap(write)
 
     def work() -> Any:
         stream = open_points()
@@ -1177,7 +1209,7 @@ def _batch(
                 problem,
                 stream,
                 fixed_v,
-                lines.write if lines is not None else None,
+                write,
                 bar.update if bar else None,
             )
         finally:
@@ -1202,8 +1234,11 @@ def _batch(
         console = _console()
         with console.capture() as capture:
             console.print(batch_summary(summary))
+            if hvp_lines is not None:
+                console.print(hvp_lines.summary(), markup=False, highlight=False)
         _emit(capture.get())
     ok = summary.disagree == 0 and summary.undefined == 0
+    ok = ok and (hvp_lines is None or hvp_lines.ok)
     return ExitCode.AGREE if ok else ExitCode.DISAGREE
 
 

@@ -152,6 +152,14 @@ class Problem:
     rtol: float = 1e-7
     atol: float = 1e-7
     explain: bool = False  # --explain or --format: build the explanation (explain.py)
+    # second order (issue 15): --hessian, --hessians, --hvp U (flat over the variables)
+    hessian: bool = False
+    hessians: bool = False
+    hvp: Vector | None = None
+
+    @property
+    def second_order(self) -> bool:
+        return self.hessian or self.hessians or self.hvp is not None
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,60 @@ class AutogradResult:
     vjp: Vector | None = None
     jvp: Vector | None = None
     values: Vector = ()
+    notes: tuple[str, ...] = ()
+    second: TorchSecond | None = None  # the torch routes of --hessian / --hvp (issue 15)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way torch computes a second-order quantity (autograd2.py): its values (a matrix,
+    a vector, or one matrix per output for --hessians), or why it could not run."""
+
+    name: str  # "double_backward" | "functional" | "functional_vhp" | "func"
+    call: str  # the torch call, as a user would write it
+    values: Any = None  # Matrix | Vector | tuple[Matrix, ...]; None when it did not run
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TorchSecond:
+    """Every torch route for each second-order quantity that was asked for."""
+
+    hessian: tuple[Route, ...] = ()
+    hvp: tuple[Route, ...] = ()
+    hessians: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecondQuantity:
+    """One second-order quantity (the Hessian, H u, or one output's own Hessian): the
+    reference (text and 30-digit values rounded to float64), each torch route's values and
+    its check against the reference, and the verdict over the routes that ran."""
+
+    name: str  # "hessian" | "hvp" | "hessians"
+    of: str  # what is differentiated: "f", "v^T f", or an output element's label
+    symbolic: tuple[tuple[str, ...], ...] | None = None  # the matrix as text (not for hvp)
+    pretty: str = ""
+    latex: str = ""
+    reference: Any = None  # Matrix or Vector of floats; None without a point
+    beyond: tuple[tuple[tuple[int, ...], str], ...] = ()  # entries beyond float64, as text
+    routes: tuple[Route, ...] = ()
+    checks: tuple[Check, ...] = ()  # one per route that ran, named after the route
+    check: Check | None = None  # the verdict over every route that ran
+    symmetric: bool | None = None
+    nonzeros: int = 0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    """What --hessian, --hessians and --hvp add to a report."""
+
+    labels: tuple[str, ...]  # the flattened variable elements: rows and columns of H
+    hessian: SecondQuantity | None = None
+    hvp: SecondQuantity | None = None
+    hessians: tuple[SecondQuantity, ...] = ()
+    u: Vector | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -303,6 +365,7 @@ class Report:
     code: CodeReport | None = None  # --torch FILE.py:NAME: the user's code, judged
     fd: FdReport | None = None  # --fd: finite differences, judged
     explanation: Any = None  # explain.Explanation with --explain or --format
+    second: SecondOrder | None = None  # --hessian, --hessians, --hvp (issue 15)
 
     @property
     def agree(self) -> bool:

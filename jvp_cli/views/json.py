@@ -10,6 +10,7 @@ from ..model import Check, Report
 from ..shapes import nest
 from . import expect as expect_view
 from . import fd as fd_view
+from . import hessian
 from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
 from .explain import json_fields as explain_fields
@@ -96,6 +97,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             **_check_fields(check),
         }
     out.update(explain_fields(report))
+    out.update(hessian.to_json(report))  # --hessian, --hessians, --hvp (issue 15)
     out["agree"] = report.agree
     out["status"] = overall(report)
     out["dtype"] = p.dtype

@@ -12,6 +12,7 @@ from typing import Any
 from ..model import Check, Report
 from ..shapes import nest
 from . import fd as fd_view
+from . import hessian
 from . import usercode as usercode_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
 from .explain import rich_parts as explain_parts
@@ -341,6 +342,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         )
 
     if a is None:
+        parts.extend(hessian.to_rich(report, full, width))  # symbolic Hessians (issue 15)
         return Group(*parts, *[Text(note, style="dim") for note in report.notes],
                      *_claims(report))  # fmt: skip
 
@@ -379,6 +381,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
             tensors, full))  # fmt: skip
     parts.extend(explain_parts(report, full, width))
 
+    parts.extend(hessian.to_rich(report, full, width))  # --hessian, --hvp (issue 15)
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
         parts.append(Text("note: " + note, style="dim"))
