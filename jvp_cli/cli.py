@@ -961,7 +961,12 @@ def execute(
                 report = api.solve(program, problem)
                 report = _candidates(report, program, spec, fd)  # --torch, --fd
                 if plan is not None:
-                    report = plan.run(report)
+                    extra = []
+                    if spec is not None and plan.sweep is not None:  # --torch with --sample
+                        from . import usercode
+
+                        extra.append(usercode.sample_candidate(spec, problem, plan.v, plan.u))
+                    report = plan.run(report, extra)
                 return report, _render(report, json_out, full, report_format)
 
             report, output = _in_worker(solve, limit)

@@ -948,7 +948,8 @@ class Plan:
     u: tuple[float, ...] | None
     sweep: Any = None  # sample.Options, or None
 
-    def run(self, report: Report) -> Report:
+    def run(self, report: Report, extra: Sequence[Any] = ()) -> Report:
+        """`extra`: more candidates for the sweep (sample.Candidate: the user's code)."""
         from dataclasses import replace
 
         judged = judge(self.claims, self.program, self.problem, report, self.v, self.u)
@@ -958,7 +959,7 @@ class Plan:
 
             report = replace(report, sample=sample.sweep(self.program, self.problem,
                                                          self.sweep, self.claims, self.v,
-                                                         self.u))  # fmt: skip
+                                                         self.u, extra))  # fmt: skip
         return report
 
 

@@ -624,6 +624,34 @@ def attach(report: Report, program: Any, spec: Spec, fd: bool = False) -> Report
     return replace(report, code=code)
 
 
+def sample_candidate(
+    spec: Spec, problem: Problem, v: Sequence[float] | None, u: Sequence[float] | None
+) -> Any:
+    """The user's code as a --sample candidate (sample.Candidate "your code"): at each
+    point its Jacobian, y.backward(v) and, where it defines forward mode, J u. A point where
+    the code fails (an exception, a wrong number of gradients) gives NaN for what it could
+    not compute there, which the sweep counts as a disagreement with the reference."""
+    from .sample import Candidate
+
+    loaded = load(spec)
+    n_in = sum(math.prod(s) for s in problem.shapes)
+    n_out = sum(math.prod(s) for s in problem.output_shapes)
+
+    def values(point: Sequence[float]) -> dict[str, Sequence[float]]:
+        got = evaluate_at(loaded, problem.shapes, point, v, u, n_out, problem.dtype,
+                          problem.device)  # fmt: skip
+        jac = got.jacobian
+        flat = [x for row in jac for x in row] if jac is not None else [math.nan] * (n_out * n_in)
+        out: dict[str, Sequence[float]] = {"jacobian": flat}
+        if v is not None:
+            out["vjp"] = got.vjp if got.vjp is not None else [math.nan] * n_in
+        if u is not None and got.jvp_status != "not-defined":
+            out["jvp"] = got.jvp if got.jvp is not None else [math.nan] * n_out
+        return out
+
+    return Candidate("your code", values)
+
+
 def _own_forward(
     loaded: Loaded, values: CodeValues, checks: dict[str, Check | None], p: Problem
 ) -> tuple[FdQuantity, list[str]]:

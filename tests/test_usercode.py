@@ -92,6 +92,32 @@ def test_backward_wrong_only_for_negative_x(vjp) -> None:
     assert_close(out["code"]["vjp"]["torch"], [_sig(-0.5)], 1e-13, 1e-13)  # the dropped term
 
 
+def test_sample_finds_the_negative_branch_and_shrinks_it(vjp) -> None:
+    """One point (x = 0.5) passes; --sample sweeps the box, finds the x < 0 branch where the
+    backward drops x*s*(1-s), and shrinks the first failure to a simple negative x."""
+    r = run_swish(vjp, "SwishNegative.apply", "0.5", "--sample", "300", "--seed", "4",
+                  "--json", code=1)  # fmt: skip
+    out = json.loads(r.stdout)
+    assert out["code"]["status"] == "agree"  # at --at itself
+    sample = out["sample"]
+    assert "your code" in sample["candidates"] and sample["n"] == 300
+    # the backward is wrong exactly where x < 0 (the dropped term x*s*(1-s) is far above the
+    # tolerance there), so the disagreements are the points drawn below 0: the seeded draw,
+    # counted here independently
+    import numpy as np
+
+    drawn = np.random.default_rng(4).uniform(-2.0, 2.0, size=(300, 1))[:, 0]
+    assert sample["disagree"] == int((drawn < 0).sum()) and sample["agree"] == int(
+        (drawn > 0).sum()
+    )
+    first = sample["first_failure"]
+    x = first["x"]
+    assert x < 0 and x == round(x, 1) and first["candidate"] == "your code"
+    # the reference there by hand, and what the wrong backward gives (s only)
+    assert first["reference"][0] == pytest.approx(dswish(x), rel=1e-12)
+    assert first["values"][0] == pytest.approx(_sig(x), rel=1e-12)
+
+
 def test_wrong_number_of_gradients_names_the_line(vjp) -> None:
     r = run_swish(vjp, "SwishExtra.apply", code=1)
     err = r.json()["code"]["error"]
