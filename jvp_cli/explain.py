@@ -202,6 +202,25 @@ def _pitfalls(p: Problem, m: int, n: int) -> tuple[str, ...]:
         f"u = each unit vector): reverse mode wins with few outputs, forward mode with few "
         f"inputs, which is why JAX offers jacrev and jacfwd (row{more} of J by VJPs, columns "
         "by JVPs)",
+        *_second_order(p, y, v),
+    )
+
+
+def _second_order(p: Problem, y: str, v: str) -> tuple[str, ...]:
+    """With --hessian/--hessians/--hvp: why the first backward must itself be recorded."""
+    if not p.second_order:
+        return ()
+    xs = ", ".join(p.variables)
+    what = y if len(p.outputs) == 1 and p.output_shapes[0] == () else f"{v}^T {y}"
+    return (
+        f"second order needs create_graph=True: g = torch.autograd.grad({what}, ({xs}), "
+        "create_graph=True) records the backward pass itself as a graph, so g can be "
+        "differentiated again (grad(g[j], x) is row j of H, grad(g @ u, x) is H u); without "
+        "it g does not require grad and the second call raises",
+        "torch.autograd.functional.hessian / hvp / vhp do the same inside (vhp is u^T H, "
+        "equal to H u only where H is symmetric); torch.func.hessian is jacfwd(jacrev(f)) "
+        "and the forward-over-reverse HVP is jvp(grad(f), (x,), (u,)): the transforms nest, "
+        "so no create_graph is needed there",
     )
 
 

@@ -261,3 +261,14 @@ def test_latex_cells_are_made_only_when_asked_for() -> None:
     explained = report_for(SEED, at="1,2,3", v="3,2,1")
     assert explained.symbolic.entries_latex[1] == ("1", "3 x_{2}^{2}", "2 x_{3}")
     assert explained.symbolic.outputs_latex[0] == "x_{1}^{2} + 2 x_{2} + x_{3}"
+
+
+def test_second_order_explains_create_graph(vjp) -> None:  # type: ignore[no-untyped-def]
+    rosen = "(1-x)^2 + 100*(y-x^2)^2"
+    plain = vjp(rosen, "--at", "-1.2,1", "--explain", "--json").json()["explain"]["pitfalls"]
+    assert not any("create_graph" in p for p in plain)
+    out = vjp(rosen, "--at", "-1.2,1", "--hvp", "1,0", "--explain", "--json").json()
+    pits = out["explain"]["pitfalls"]
+    assert any("create_graph=True" in p and "grad(g @ u, x) is H u" in p for p in pits)
+    # and the numbers it explains: H u at (-1.2, 1) for u = (1, 0) is H's first column, by hand
+    assert out["hvp"]["sympy"] == [1330.0, 480.0]
