@@ -487,9 +487,16 @@ def _autograd(program: lang.Program, problem: Problem) -> AutogradResult:
     from . import autograd
 
     assert problem.point is not None
-    return autograd.evaluate(
+    result = autograd.evaluate(
         program, problem.shapes, problem.point, problem.v, problem.u, problem.dtype, problem.device
     )
+    if problem.graph:  # --graph: the graph torch records, on a run of its own (graph.py)
+        from dataclasses import replace
+
+        from . import graph
+
+        result = replace(result, graph=graph.trace(program, problem))
+    return result
 
 
 def choose_engine(program: lang.Program, engine: str, batch: bool = False) -> str:

@@ -611,6 +611,33 @@ def vjp(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an internal error.")
     ] = False,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph",
+            help="Also show the graph autograd recorded, in backward order: each node's "
+            "value and adjoint d(v^T y)/d(node), each edge's local derivative (--json: "
+            '"graph").',
+        ),
+    ] = False,
+    graph_out: Annotated[
+        str | None,
+        typer.Option(
+            "--graph-out",
+            metavar="FILE",
+            help="Write that graph as a picture: FILE.dot (DOT text), FILE.svg or FILE.png "
+            "(need Graphviz's dot). Implies --graph.",
+        ),
+    ] = None,
+    emit: Annotated[
+        str | None,
+        typer.Option(
+            "--emit",
+            metavar="torch|jax|numpy",
+            help="Print, instead of the report, a standalone Python script that computes "
+            "the same numbers with only that library (numpy: J from SymPy's generated code).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -618,7 +645,9 @@ def vjp(
         ),
     ] = False,
 ) -> None:
-    refusal = _refused_combination(functions, file, points, full)
+    refusal = _refused_combination(functions, file, points, full) or _refused_graph_emit(
+        points, json_out, graph, graph_out, emit
+    )
     if refusal:
         _error(refusal)
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -641,8 +670,41 @@ def vjp(
         full=full,
         timeout=timeout,
         debug=debug,
+        graph=graph or graph_out is not None,
+        graph_out=graph_out,
+        emit=emit,
     )
     raise typer.Exit(int(code))
+
+
+EMIT_TARGETS = ("torch", "jax", "numpy")
+
+
+def _refused_graph_emit(
+    points: str | None, json_out: bool, graph: bool, graph_out: str | None, emit: str | None
+) -> str | None:
+    """--graph, --graph-out and --emit: what they cannot be combined with, a target or file
+    format that does not exist, and an SVG/PNG without Graphviz, refused before any work."""
+    drawn = graph or graph_out is not None
+    if emit is not None:
+        if emit not in EMIT_TARGETS:
+            return (f"--emit: unknown target '{printable(emit[:40])}'; use torch, jax or "
+                    "numpy")  # fmt: skip
+        other = [name for name, on in (("--points", points is not None), ("--json", json_out),
+                                       ("--graph/--graph-out", drawn)) if on]  # fmt: skip
+        if other:
+            return (f"--emit prints a script instead of the report, so it cannot be combined "
+                    f"with {', '.join(other)}: run the two commands separately")  # fmt: skip
+    if drawn and points is not None:
+        return "--graph draws the graph of one point: use --at instead of --points"
+    if graph_out is not None:
+        from .views import dot
+
+        try:
+            dot.check_renderer(graph_out)
+        except InputError as exc:
+            return exc.one_line()
+    return None
 
 
 def _refused_combination(
@@ -755,6 +817,9 @@ def execute(
     full: bool = False,
     timeout: float | str = 0.0,
     debug: bool = False,
+    graph: bool = False,
+    graph_out: str | None = None,
+    emit: str | None = None,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -794,11 +859,35 @@ def execute(
                 )
             from . import api
 
+            if emit is not None:  # the script instead of the report (emit.py)
+                from . import emit as emitter
+
+                _emit(
+                    _in_worker(
+                        lambda: emitter.script(
+                            *api.make_problem(
+                                source, at=at, v=v, u=u, shape=shape or [], **options
+                            ),
+                            emit,
+                        ),
+                        limit,
+                    )
+                )
+                return ExitCode.AGREE
+
             def solve() -> tuple[Any, str]:
                 program, problem = api.make_problem(
                     source, at=at, v=v, u=u, shape=shape or [], **options
                 )
+                if graph:  # --graph, --graph-out: torch's graph on the report (graph.py)
+                    from . import graph as graphing
+
+                    problem = graphing.require(problem, "--graph-out" if graph_out else "--graph")
                 report = api.solve(program, problem)
+                if graph_out is not None:
+                    from .views import dot
+
+                    dot.write(report, graph_out)
                 return report, _render(report, json_out, full)
 
             report, output = _in_worker(solve, limit)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import graph as graph_view
 from .common import exact_values, json_number, nums, overall, per_name
 
 SCHEMA_VERSION = 1
@@ -96,6 +97,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     out["dtype"] = p.dtype
     out["engine"] = p.engine
     out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
+    out.update(graph_view.json_fields(report))  # --graph
     return out
 
 

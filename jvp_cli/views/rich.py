@@ -11,6 +11,7 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import graph as graph_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
 
 _VERDICT_STYLE = {
@@ -374,6 +375,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
             ("SymPy J u", "torch forward-mode J u"), ("d{}{} SymPy", "d{}{} torch forward"),
             tensors, full))  # fmt: skip
 
+    parts.extend(graph_view.rich_parts(report, full, width))  # --graph
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
         parts.append(Text("note: " + note, style="dim"))
