@@ -35,20 +35,31 @@ _OWN = frozenset({
 })  # fmt: skip
 
 
-def identifiers(names: Sequence[str]) -> dict[str, str]:
-    """User name -> a Python identifier that is not a keyword, soft keyword, builtin or one
-    of the script's own names, and differs from every other one."""
-    taken = set(_OWN) | set(dir(builtins)) | set(keyword.kwlist) | set(keyword.softkwlist)
+# what the statements inside program() must not shadow (they live in that function only)
+_INNER = frozenset({"torch", "jax", "jnp", "numpy", "math", "functools", "DT", "T_", "program",
+                    "o"})  # fmt: skip
+
+
+def identifiers(names: Sequence[str], statements: Sequence[str] = ()) -> dict[str, str]:
+    """User name -> a Python identifier that is not a keyword, soft keyword or builtin and
+    differs from every other one. `names` (the variables, module-level in the scripts) also
+    avoid every name the script uses itself; `statements` (named statements and outputs,
+    local to program()) only the names program() uses."""
+    base = set(dir(builtins)) | set(keyword.kwlist) | set(keyword.softkwlist)
     out: dict[str, str] = {}
-    for name in dict.fromkeys(names):  # each once, in order
-        ident = name if name.isidentifier() and name.isascii() else "v_" + "".join(
-            c if c.isalnum() and c.isascii() else "_" for c in name)  # fmt: skip
-        if ident.startswith("_"):
-            ident = "v" + ident
-        while ident in taken:
-            ident += "_"
-        taken.add(ident)
-        out[name] = ident
+    used: set[str] = set()
+    for group, reserved in ((names, _OWN), (statements, _INNER)):
+        for name in dict.fromkeys(group):  # each once, in order
+            if name in out:
+                continue
+            ident = name if name.isidentifier() and name.isascii() else "v_" + "".join(
+                c if c.isalnum() and c.isascii() else "_" for c in name)  # fmt: skip
+            if ident.startswith("_"):
+                ident = "v" + ident
+            while ident in used or ident in base or ident in reserved:
+                ident += "_"
+            used.add(ident)
+            out[name] = ident
     return out
 
 
@@ -242,8 +253,8 @@ def _header(program: lang.Program, problem: Problem, target: str, needs: str) ->
 
 
 def _torch(program: lang.Program, problem: Problem) -> str:
-    idents = identifiers([*program.variables, *(n for n, _ in program.definitions),
-                          *program.outputs])  # fmt: skip
+    idents = identifiers(program.variables, [*(n for n, _ in program.definitions),
+                                             *program.outputs])  # fmt: skip
     printer = _Printer("torch", idents)
     assert problem.point is not None
     lines = _header(program, problem, "torch", "needs only PyTorch")
@@ -316,8 +327,8 @@ def _torch(program: lang.Program, problem: Problem) -> str:
 
 
 def _jax(program: lang.Program, problem: Problem) -> str:
-    idents = identifiers([*program.variables, *(n for n, _ in program.definitions),
-                          *program.outputs])  # fmt: skip
+    idents = identifiers(program.variables, [*(n for n, _ in program.definitions),
+                                             *program.outputs])  # fmt: skip
     printer = _Printer("jax", idents)
     assert problem.point is not None
     lines = _header(program, problem, "jax", "needs only JAX")
