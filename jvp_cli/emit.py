@@ -135,6 +135,8 @@ class _Printer:
         return f"({text})" if prec < need else text
 
     def _expr(self, node: lang.Node, constant: bool) -> tuple[str, int]:
+        if not constant and lang.children(node):
+            constant = not lang.names_in(node)  # 1/(2 - 2) inside x + 1/(2 - 2)
         if isinstance(node, lang.Num):
             text = _py_float(float(node.value))
             return (self.const(text) if constant else text), _PREC_ATOM

@@ -111,6 +111,14 @@ def test_undefined_entries_stay_nan(vjp: Any, tmp_path: Path) -> None:
     assert printed["J"] == [[None, 1.0]]  # None: the script printed nan
 
 
+def test_constant_subexpressions_are_arrays() -> None:
+    """1/(2 - 2) inside a program with variables is the library's inf, not Python's
+    ZeroDivisionError, so the script runs where the report does."""
+    program, problem = api.make_problem("x*2 + 1/(2 - 2)*0", at="1")
+    script = emit.script(program, problem, "torch")
+    assert "x * 2.0 + torch.tensor(1.0, dtype=DT) / (torch.tensor(2.0, dtype=DT)" in script
+
+
 def test_refusals(vjp: Any) -> None:
     r = vjp("x*y", "--emit", "torch", code=2)
     assert "--at" in r.stderr and r.stdout == ""
