@@ -54,6 +54,8 @@ def run(
     point_dims = len(point_shape)
     del like  # the closures below must not keep a leaf alive
     min_terms = BATCH_TERMS_POINTS if batch else BATCH_TERMS
+    if trace is not None:  # --graph: every term's own nodes, as written (no fused sums)
+        min_terms = 1 << 62
     # constants, made once per run, or once per --points run through `plan` (they carry no
     # graph, so chunk after chunk can share them; not in forward mode, where they are duals)
     shared: dict[Any, Any] = plan if plan is not None and not forward else {}

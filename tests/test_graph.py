@@ -144,6 +144,8 @@ def test_intermediate_adjoints_by_hand() -> None:
         ("sigmoid(w*x + b) - log(1 + x**2)/w", "w=0.5,x=2,b=-1", None),
         ("r*cos(theta); r*sin(theta); r**2 - theta/r", "r=2,theta=0.4", "1,-2,0.5"),
         ("y = x*w + 1; z = tanh(y) * y; out = z - x", "x=[1,2,3],w=[0.5,-1,2]", "[1,1,1]"),
+        # a long sum, which the report's torch side fuses, is drawn term by term
+        (" + ".join(f"sin(x*{k})*y" for k in range(1, 21)), "x=0.5,y=2", None),
     ],
 )
 def test_adjoints_follow_the_chain_rule(src: str, at: str, v: str | None) -> None:
