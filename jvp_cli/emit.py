@@ -225,8 +225,8 @@ def _function(program: lang.Program, printer: _Printer, idents: dict[str, str]) 
     for name, node in program.definitions:
         lines.append(f"    {idents[name]} = {printer.expr(node)}")
     results = []
-    for (name, node), out in zip(program.computed(), program.outputs, strict=True):
-        if name is None:
+    for (computed, node), out in zip(program.computed(), program.outputs, strict=True):
+        if computed is None:
             lines.append(f"    {idents[out]} = {printer.expr(node)}")
         results.append(idents[out])
     asarray = "torch.as_tensor" if printer.t == "torch" else "jnp.asarray"

@@ -207,11 +207,11 @@ def trace(program: lang.Program, problem: Problem) -> Graph:
                 label = op = _plain_op(grad_fn)
             else:
                 label, op = lang.unparse(tree), _op(tree)
-                name = names.get(id(tree))
-                if name is None and k in output_names:
-                    name = output_names[k][0]
-                if name is not None:
-                    label = f"{name} = {label}"
+                named = names.get(id(tree))
+                if named is None and k in output_names:
+                    named = output_names[k][0]
+                if named is not None:
+                    label = f"{named} = {label}"
         grad = t.grad
         nodes.append(
             GraphNode(
