@@ -358,6 +358,7 @@ def make_problem(
     atol: float | None = None,
     engine: str = "auto",
     batch: bool = False,
+    explain: bool = False,
 ) -> tuple[lang.Program, Problem]:
     """Parse and validate everything a run needs. `batch`: the problem is for --points,
     where no symbolic matrix is shown, so "auto" picks SymEngine whenever it can."""
@@ -433,6 +434,7 @@ def make_problem(
         engine=engine,
         rtol=r,
         atol=a,
+        explain=explain,
     )
     return program, problem
 
@@ -552,7 +554,13 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         from . import symbolic  # SymPy's import, after the fork: beside torch's
 
         sym = symbolic.evaluate(
-            program, problem.shapes, problem.point, problem.v, problem.u, problem.engine
+            program,
+            problem.shapes,
+            problem.point,
+            problem.v,
+            problem.u,
+            problem.engine,
+            tex_cells=problem.explain,
         )
     except BaseException:
         if torch_side is not None:
@@ -563,7 +571,7 @@ def solve(program: lang.Program, problem: Problem) -> Report:
         notes.append("'e' is a variable here, so e^x is e to the power x; for Euler's number "
                      "write E (E^x) or exp(x)")  # fmt: skip
     if problem.point is None:
-        return Report(problem, sym, notes=tuple(notes))
+        return _explained(Report(problem, sym, notes=tuple(notes)))
     if problem.v is None:
         what = (
             f"y has {len(problem.outputs)} components"
@@ -596,7 +604,16 @@ def solve(program: lang.Program, problem: Problem) -> Report:
               for name, ref, cand in pairs]  # fmt: skip
     if any(c.status == "disagree" for c in checks):
         notes.extend(_why_torch_differs(program, problem, sym, ag))
-    return Report(problem, sym, ag, tuple(checks), tuple(notes))
+    return _explained(Report(problem, sym, ag, tuple(checks), tuple(notes)))
+
+
+def _explained(report: Report) -> Report:
+    """The report with --explain's derivation attached, when it was asked for."""
+    if not report.problem.explain:
+        return report
+    from . import explain
+
+    return explain.build(report)
 
 
 def _why_torch_differs(

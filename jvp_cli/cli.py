@@ -48,6 +48,14 @@ Writing the functions:
   - vjp help is vjp --help
 
 \b
+Your own code (--torch FILE.py:NAME) and finite differences (--fd):
+  vjp "x*sigmoid(x)" --torch swish.py:Swish.apply --at 0.5
+  vjp --torch mine.py:f --at 1,2,3 --v 3,2,1   (no FUNCTIONS: FD is the reference)
+  vjp "sin(x)*y" --at 1,2 --fd
+  --torch IMPORTS AND RUNS FILE.py AS PYTHON: the only option that runs
+  code (the expression language is parsed, never executed)
+
+\b
 Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 
@@ -62,6 +70,11 @@ exponents of variables |k| <= 10,000; Jacobian 4,000,000 entries;
 class DType(str, Enum):
     float64 = "float64"
     float32 = "float32"
+
+
+class ReportFormat(str, Enum):
+    latex = "latex"
+    markdown = "markdown"
 
 
 _LONG_OPTION = re.compile(r"--[A-Za-z][-A-Za-z0-9]*(=.*)?", re.DOTALL)
@@ -576,6 +589,38 @@ def vjp(
         Path | None,
         typer.Option("--file", "-f", help="Read the functions from a file.", dir_okay=False),
     ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect",
+            help="A claimed value to check against the reference, QUANTITY=VALUES with "
+            "QUANTITY vjp, grad, jvp or jacobian: --expect vjp=10,34,42, --expect "
+            "'jacobian=2*x1,2,1; 1,3*x2^2,2*x3; 2,2*x2,3*x3^2'. Values as for --v/--u (by "
+            "position, by name, nested lists); expressions in the variables are checked "
+            "as functions. A wrong claim is diagnosed and exits 1. Repeatable.",
+            metavar="QUANTITY=VALUES",
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            help="Check every claim and check at N random points of --box, and shrink the "
+            "first failing point toward simple values.",
+            metavar="N",
+        ),
+    ] = None,
+    box: Annotated[
+        str | None,
+        typer.Option(
+            "--box",
+            help="The box --sample draws from, e.g. x=-3:3,y=0.1:2 (default -2:2).",
+            metavar="NAME=LOW:HIGH,...",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="The seed of --sample's points (default 0).")
+    ] = None,
     dtype: Annotated[DType, typer.Option(help="PyTorch dtype.")] = DType.float64,
     device: Annotated[str, typer.Option(help="PyTorch device: cpu or cuda.")] = "cpu",
     engine: Annotated[
@@ -601,6 +646,23 @@ def vjp(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show the arithmetic: v^T J as v-weighted rows of J, J u as u-weighted "
+            'columns, the torch calls for each, and the usual pitfalls (--json: "explain").',
+        ),
+    ] = False,
+    report_format: Annotated[
+        ReportFormat | None,
+        typer.Option(
+            "--format",
+            help="Write the whole report as a LaTeX fragment (needs amsmath) or as Markdown "
+            "(tables, LaTeX in $...$), for notes and issues; with the --explain derivation. "
+            "Not with --json (the machine format).",
+        ),
+    ] = None,
     timeout: Annotated[
         str,
         typer.Option(
@@ -644,9 +706,50 @@ def vjp(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    # --torch / --fd (issue 12): the user's own code, finite differences
+    torch_code: Annotated[
+        str | None,
+        typer.Option(
+            "--torch",
+            metavar="FILE.py:NAME",
+            help="Check your own torch code: IMPORTS AND RUNS FILE.py AS PYTHON (the only "
+            "option that runs code) and calls NAME (a function, SomeFunction.apply, an "
+            "nn.Module class or instance) with one tensor per variable; its forward values, "
+            "Jacobian, y.backward(v) and forward mode are checked against the reference. "
+            "Without FUNCTIONS, finite differences of your forward are the reference.",
+        ),
+    ] = None,
+    fd: Annotated[
+        bool,
+        typer.Option(
+            "--fd",
+            help="Add central finite differences with Richardson extrapolation "
+            "(numdifftools) and their error estimate, judged against the reference.",
+        ),
+    ] = False,
 ) -> None:
-    refusal = _refused_combination(functions, file, points, full) or _refused_graph_emit(
-        points, json_out, graph, graph_out, emit
+    code_only = torch_code is not None and functions is None and file is None
+    refusal = None if code_only else _refused_combination(functions, file, points, full)
+    refusal = refusal or _refused_explain(
+        json_out, points, explain, report_format.value if report_format else None
+    )
+    refusal = refusal or _refused_graph_emit(
+        points,
+        json_out,
+        graph,
+        graph_out,
+        emit,
+        [
+            name
+            for name, on in (
+                ("--explain", explain),
+                ("--format", report_format is not None),
+                ("--torch", torch_code is not None),
+                ("--fd", fd),
+                ("--expect/--sample", bool(expect) or sample is not None),
+            )
+            if on
+        ],
     )
     if refusal:
         _error(refusal)
@@ -673,6 +776,11 @@ def vjp(
         graph=graph or graph_out is not None,
         graph_out=graph_out,
         emit=emit,
+        claims=(expect or [], sample, box, seed),
+        torch_code=torch_code,
+        fd=fd,
+        explain=explain,
+        report_format=report_format.value if report_format else None,
     )
     raise typer.Exit(int(code))
 
@@ -681,7 +789,12 @@ EMIT_TARGETS = ("torch", "jax", "numpy")
 
 
 def _refused_graph_emit(
-    points: str | None, json_out: bool, graph: bool, graph_out: str | None, emit: str | None
+    points: str | None,
+    json_out: bool,
+    graph: bool,
+    graph_out: str | None,
+    emit: str | None,
+    others: list[str] | None = None,
 ) -> str | None:
     """--graph, --graph-out and --emit: what they cannot be combined with, a target or file
     format that does not exist, and an SVG/PNG without Graphviz, refused before any work."""
@@ -692,6 +805,7 @@ def _refused_graph_emit(
                     "numpy")  # fmt: skip
         other = [name for name, on in (("--points", points is not None), ("--json", json_out),
                                        ("--graph/--graph-out", drawn)) if on]  # fmt: skip
+        other += others or []
         if other:
             return (f"--emit prints a script instead of the report, so it cannot be combined "
                     f"with {', '.join(other)}: run the two commands separately")  # fmt: skip
@@ -704,6 +818,22 @@ def _refused_graph_emit(
             dot.check_renderer(graph_out)
         except InputError as exc:
             return exc.one_line()
+    return None
+
+
+def _refused_explain(
+    json_out: bool, points: str | None, explain: bool, report_format: str | None
+) -> str | None:
+    """--explain and --format: what they cannot be combined with."""
+    if report_format is not None and json_out:
+        return (
+            f"--format {report_format} and --json are two outputs for one stdout: use --json "
+            'for the machine format (with --explain for its "explain" object) or --format '
+            "for the document, not both"
+        )
+    if points is not None and (explain or report_format is not None):
+        what = "--explain" if explain else f"--format {report_format}"
+        return f"{what} describes one report, and --points writes one per point: drop {what}"
     return None
 
 
@@ -820,6 +950,11 @@ def execute(
     graph: bool = False,
     graph_out: str | None = None,
     emit: str | None = None,
+    claims: tuple[list[str], int | None, str | None, int | None] = ([], None, None, None),
+    torch_code: str | None = None,
+    fd: bool = False,
+    explain: bool = False,
+    report_format: str | None = None,
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -845,14 +980,27 @@ def execute(
             rtol=_tolerance(rtol, "--rtol"), atol=_tolerance(atol, "--atol"), engine=engine,
         )  # fmt: skip
         what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
+        spec = _candidate_options(torch_code, fd, at, points)  # --torch, --fd: checked early
+        code_only = spec is not None and functions is None and file is None
         # under the clock: a FIFO nobody writes to, or `sleep 60 | vjp -`, stops in time
-        source = _waiting(
-            lambda: _read_source(functions, file), seconds, f"reading the functions from {what}"
+        source = (
+            ""
+            if code_only
+            else _waiting(
+                lambda: _read_source(functions, file), seconds, f"reading the functions from {what}"
+            )
         )
         if seconds:
             seconds = max(seconds - (time.monotonic() - start), 1e-3)
 
         def work(limit: float) -> ExitCode:
+            checking = bool(claims[0]) or any(x is not None for x in claims[1:])
+            if points is not None and checking:
+                raise InputError(
+                    "--expect and --sample check one problem, not --points",
+                    where="usage",
+                    fix="drop --points, or --expect/--sample",
+                )
             if points is not None:
                 return _batch(
                     source, points, options, v=v, json_out=json_out, at=at, u=u, timeout=limit
@@ -876,19 +1024,31 @@ def execute(
                 return ExitCode.AGREE
 
             def solve() -> tuple[Any, str]:
+                pv, pu = (v, u) if at or not checking else (None, None)  # v, u need a point
+                if code_only:  # --torch without FUNCTIONS: FD of the code is the reference
+                    return _code_only(spec, at, v, u, dtype, device, json_out)
                 program, problem = api.make_problem(
-                    source, at=at, v=v, u=u, shape=shape or [], **options
-                )
+                    source, at=at, v=pv, u=pu, shape=shape or [], **options,
+                    explain=explain or report_format is not None,
+                )  # fmt: skip
                 if graph:  # --graph, --graph-out: torch's graph on the report (graph.py)
                     from . import graph as graphing
 
                     problem = graphing.require(problem, "--graph-out" if graph_out else "--graph")
+                plan = None
+                if checking:  # --expect, --sample: refused (exit 2) before the engines run
+                    from . import expect
+
+                    plan = expect.prepare(program, problem, claims[0], v, u, *claims[1:])
                 report = api.solve(program, problem)
+                report = _candidates(report, program, spec, fd)  # --torch, --fd
+                if plan is not None:
+                    report = plan.run(report)
                 if graph_out is not None:
                     from .views import dot
 
                     dot.write(report, graph_out)
-                return report, _render(report, json_out, full)
+                return report, _render(report, json_out, full, report_format)
 
             report, output = _in_worker(solve, limit)
             _emit(output)
@@ -903,9 +1063,69 @@ def execute(
                                        seconds, points=points, json_out=json_out)  # fmt: skip
                 except supervise.ForkFailed:
                     pass  # no process to spare: in this one, as without fork
+                except supervise.ChildDied as exc:
+                    if torch_code is None:
+                        raise
+                    # --torch: the user's code can end the process (a crash in an
+                    # extension, os._exit, out of memory): their failure, not a bug of vjp
+                    _error(f"{exc}: your code (--torch {torch_code}) may have ended it "
+                           "(a crash, os._exit, out of memory)")  # fmt: skip
+                    return ExitCode.DISAGREE
         return work(seconds)
 
     return _classified(command, debug, timeout)
+
+
+def _candidate_options(
+    torch_code: str | None, fd: bool, at: list[str] | None, points: str | None
+) -> Any:
+    """--torch and --fd checked before any work: the FILE.py:NAME spec (the file exists and
+    compiles; nothing is run yet), and that a point is given."""
+    if torch_code is None and not fd:
+        return None
+    option = "--torch" if torch_code is not None else "--fd"
+    if points is not None:
+        raise InputError(f"{option} checks one point, not --points", where=option,
+                         fix="give the point with --at")  # fmt: skip
+    if not at:
+        raise InputError(f"{option} needs a point", where=option, fix="add --at")
+    if torch_code is None:
+        return None
+    from . import usercode
+
+    return usercode.parse_spec(torch_code)
+
+
+def _candidates(report: Any, program: Any, spec: Any, fd: bool) -> Any:
+    """The report with the candidates besides torch's autograd: the user's code (--torch)
+    and finite differences of the formula (--fd), each judged against the reference."""
+    if spec is not None:
+        from . import usercode
+
+        report = usercode.attach(report, program, spec, fd)
+    if fd:
+        from . import fd as fd_module
+
+        report = fd_module.attach(report, program)
+    return report
+
+
+def _code_only(
+    spec: Any, at: Any, v: Any, u: Any, dtype: str, device: str, json_out: bool
+) -> tuple[Any, str]:
+    """--torch without FUNCTIONS: the report and its whole text."""
+    from . import usercode
+    from .views import usercode as view
+
+    report = usercode.solve_standalone(spec, at, v, u, dtype, device)
+    if json_out:
+        from .views.json import dumps
+
+        return report, dumps(view.standalone_dict(report)) + "\n"
+    console = _console()
+    with console.capture() as capture:
+        console.print(view.standalone_rich(report, console.width))
+    return report, capture.get()
 
 
 def _classified(work: Callable[[], ExitCode], debug: bool, timeout: float | str) -> ExitCode:
@@ -1155,8 +1375,18 @@ def _file_size(points: str | None) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _render(report: Any, json_out: bool, full: bool = False) -> str:
+def _render(
+    report: Any, json_out: bool, full: bool = False, report_format: str | None = None
+) -> str:
     """The whole stdout text, rendered before anything is written."""
+    if report_format == "latex":
+        from .views import latex
+
+        return latex.to_latex(report, full)
+    if report_format == "markdown":
+        from .views import markdown
+
+        return markdown.to_markdown(report, full)
     if json_out:
         from .views import json as json_view
 

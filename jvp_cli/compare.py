@@ -43,9 +43,12 @@ def compare(
     rtol: float,
     atol: float,
     beyond: Collection[tuple[int, ...]] = (),
+    candidate: str = "torch",
 ) -> Check:
     """Compare two equally shaped nested sequences of floats; `beyond`: the indices where
-    the reference is finite but beyond float64's range (its float is +-inf)."""
+    the reference is finite but beyond float64's range (its float is +-inf). `expected` is
+    the reference, `actual` the candidate (torch's autograd, a claim, the user's code):
+    every candidate is judged by this one comparison and gets this one verdict type."""
     exp = _flatten(expected)
     act = _flatten(actual)
     if [i for i, _ in exp] != [i for i, _ in act]:
@@ -73,4 +76,42 @@ def compare(
             close = False
     # A definite disagreement outranks entries that are undefined.
     status = "disagree" if not close else ("undefined" if undefined else "agree")
-    return Check(name, status, max_diff, rtol, atol, worst, tuple(undefined))
+    return Check(name, status, max_diff, rtol, atol, worst, tuple(undefined), candidate)
+
+
+def compare_within(
+    name: str,
+    expected: Sequence[object],
+    actual: Sequence[object],
+    tolerance: Sequence[object],
+    described: str,
+    beyond: Collection[tuple[int, ...]] = (),
+) -> Check:
+    """`compare` with a tolerance per entry (`tolerance`, shaped like `expected`), for a
+    candidate that brings its own error bar (finite differences); `described` says how the
+    tolerance was made. The reference decides what an entry is, as in `compare`; a
+    tolerance that is not finite (an FD estimate that failed) cannot vouch for anything."""
+    exp = _flatten(expected)
+    act = _flatten(actual)
+    tol = _flatten(tolerance)
+    if [i for i, _ in exp] != [i for i, _ in act] or [i for i, _ in exp] != [i for i, _ in tol]:
+        raise ValueError(f"{name}: shapes differ")
+    worst: tuple[int, ...] | None = None
+    max_diff = 0.0
+    undefined = []
+    close = True
+    for (idx, e), (_, a), (_, t) in zip(exp, act, tol, strict=True):
+        if idx in beyond:
+            max_diff, worst, close = math.inf, idx, False
+            continue
+        if not math.isfinite(e):
+            undefined.append(idx)
+            continue
+        diff = abs(a - e) if math.isfinite(a) else math.inf
+        if worst is None or diff > max_diff:
+            max_diff, worst = diff, idx
+        if not (math.isfinite(t) and diff <= t):
+            close = False
+    status = "disagree" if not close else ("undefined" if undefined else "agree")
+    return Check(name, status, max_diff, math.nan, math.nan, worst, tuple(undefined),
+                 candidate="fd", tolerance=described)  # fmt: skip

@@ -1303,6 +1303,18 @@ def read_number(text: str, where: str) -> float:
             where=where,
             fix="no values beyond 1.8e308",
         )
+    return check_magnitude(value, text.strip(), where)
+
+
+def check_magnitude(value: float, text: str, where: str) -> float:
+    """`value` if it is 0 or within 1e-300 .. 1e300 in magnitude, the range --at accepts
+    (so that a point gets the same answer, or the same refusal, on every path)."""
+    if value != 0.0 and not (1e-300 <= abs(value) <= 1e300):  # MAX_CONST_LOG10
+        raise LimitError(
+            f"number {printable(text[:40])} is outside the range 1e-300 .. 1e300",
+            where=where,
+            fix="rescale the problem",
+        )
     return value
 
 

@@ -152,6 +152,7 @@ class Problem:
     rtol: float = 1e-7
     atol: float = 1e-7
     graph: bool = False  # also record the autograd graph with values and adjoints (--graph)
+    explain: bool = False  # --explain or --format: build the explanation (explain.py)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,10 @@ class SymbolicResult:
     # (quantity, index, 30-digit decimal) of each finite value beyond float64's range, whose
     # float above is +-inf: "jacobian" (i, j), "vjp" (k,), "jvp" (k,)
     exact: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    # SymPy's LaTeX of each entry of J and of each output element (explain.latex_cells),
+    # made only for --explain / --format and only where jacobian_latex is made
+    entries_latex: tuple[tuple[str, ...], ...] = ()
+    outputs_latex: tuple[str, ...] = ()
 
     def beyond(self, quantity: str) -> dict[tuple[int, ...], str]:
         """The entries of `quantity` that are finite but beyond float64, as decimals."""
@@ -240,10 +245,92 @@ class Check:
     atol: float
     worst: tuple[int, ...] | None = None  # index of the largest difference
     undefined: tuple[tuple[int, ...], ...] = ()  # indices where either side is not finite
+    # what was judged against the reference: "torch" (autograd of the parsed program), "claim"
+    # (--expect), and the other candidates (the user's code, finite differences)
+    candidate: str = "torch"
+    tolerance: str | None = None  # how closeness was decided, where not by rtol/atol (--fd)
 
     @property
     def agree(self) -> bool:
         return self.status == "agree"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A value the user claims (--expect QUANTITY=VALUES), judged against the reference: a
+    candidate like torch's autograd, with a teacher's diagnosis when it is wrong (expect.py).
+
+    Values are flat: a Jacobian row-major (`shape` is the claim's own (rows, columns), which
+    may be the transpose of J's), a VJP over the variables' elements, a JVP over the outputs'."""
+
+    quantity: str  # "vjp" | "grad" | "jvp" | "jacobian", as typed
+    text: str  # the option's text
+    status: str  # "agree" | "disagree" | "undefined"
+    symbolic: bool  # some value is an expression in the variables
+    shape: tuple[int, ...]  # the claim's shape: (n,) for a VJP, (m,) for a JVP, (rows, cols)
+    labels: tuple[str, ...]  # each flat entry's name: x1.grad, f2, df1/dx3
+    claimed: Vector | None = None  # the claim's values at the point (None: no --at)
+    reference: Vector | None = None  # the reference's values there, in the claim's layout
+    check: Check | None = None  # the comparison at the point (candidate "claim")
+    claimed_text: tuple[str, ...] = ()  # each entry as an expression (symbolic claims)
+    reference_text: tuple[str, ...] = ()  # the reference's entries as expressions
+    identical: bool | None = None  # symbolic claims: identical to the reference as functions
+    decided_by: str | None = None  # how `identical` was decided
+    wrong_entries: tuple[tuple[int, ...], ...] = ()  # indices (in the claim's shape) that are wrong
+    diagnosis: str | None = None  # why it is wrong, as a teacher would say it
+    inferred: Vector | None = None  # the v (VJP) or u (JVP) that gives the claimed values
+    weights: Vector | None = None  # the v (VJP) or u (JVP) the claim was judged with
+    beyond: tuple[tuple[int, ...], ...] = ()  # reference entries beyond float64 (shown exactly)
+    transposed: bool = False  # a Jacobian claim in J^T's shape (reference laid out as J^T too)
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+    @property
+    def key(self) -> str:
+        """The JSON key: a gradient is the VJP of a scalar output."""
+        return "vjp" if self.quantity == "grad" else self.quantity
+
+
+@dataclass(frozen=True)
+class SamplePoint:
+    """One point of a --sample sweep and what was found there."""
+
+    point: Vector  # flat, variables in order
+    diff: float  # the largest |reference - candidate| there
+    candidate: str  # which candidate it was ("torch", "claim vjp=...")
+    quantity: str  # "jacobian" | "vjp" | "jvp"
+    status: str
+    claimed: Vector = ()  # the candidate's values there
+    reference: Vector = ()  # the reference's values there
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """--sample N: every claim and check at N random points of a box (sample.py)."""
+
+    n: int
+    seed: int
+    box: tuple[tuple[str, float, float], ...]  # (variable, low, high)
+    agree: int
+    disagree: int
+    undefined: int
+    candidates: tuple[str, ...]  # what was checked at each point
+    worst: SamplePoint | None = None
+    first_failure: SamplePoint | None = None  # shrunk toward simple values
+    found_at: Vector | None = None  # the first failing point as drawn, before shrinking
+    found_index: int | None = None  # its index among the N points
+    shrink_steps: int = 0  # simplifications accepted
+    shrink_checks: int = 0  # single-point checks the shrinking ran
+    notes: tuple[str, ...] = ()
+    exact_points: int = 0  # points judged by the single-point (30-digit) reference
+    fast: bool = False  # the sweep used --points' certified fast path where it could
+
+    @property
+    def ok(self) -> bool:
+        """No point disagrees (undefined points, outside the domain, are counted only)."""
+        return self.disagree == 0
 
 
 @dataclass(frozen=True)
@@ -253,10 +340,25 @@ class Report:
     autograd: AutogradResult | None = None
     checks: tuple[Check, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    claims: tuple[Claim, ...] = ()  # --expect: each claim against the reference
+    sample: SampleResult | None = None  # --sample: the sweep
+    code: CodeReport | None = None  # --torch FILE.py:NAME: the user's code, judged
+    fd: FdReport | None = None  # --fd: finite differences, judged
+    explanation: Any = None  # explain.Explanation with --explain or --format
 
     @property
     def agree(self) -> bool:
-        return all(c.agree for c in self.checks)
+        return (
+            all(c.agree for c in self.checks)
+            and all(c.agree for c in self.claims)
+            and (self.sample is None or self.sample.ok)
+            and all(x.agree for x in (self.code, self.fd) if x is not None)
+        )
+
+    @property
+    def candidate_statuses(self) -> tuple[str, ...]:
+        """The statuses of the candidates besides torch's autograd (--torch, --fd)."""
+        return tuple(x.status for x in (self.code, self.fd) if x is not None)
 
     def check(self, name: str) -> Check | None:
         for c in self.checks:
@@ -268,6 +370,142 @@ class Report:
     def graph(self) -> Graph | None:
         """The graph autograd recorded (--graph), built on the torch side."""
         return self.autograd.graph if self.autograd is not None else None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.AGREE if self.agree else ExitCode.DISAGREE
+
+
+# ---- the user's own torch code (--torch FILE.py:NAME, usercode.py) ------------------------
+
+
+@dataclass(frozen=True)
+class UserCodeError:
+    """An error raised by (or about) the user's code: a result, not vjp's own error."""
+
+    message: str  # one line: ExceptionType: text
+    file: str  # the user's file, as given
+    line: int | None  # the line in that file, where known
+    where: str | None = None  # the function there (Swish.backward)
+
+
+@dataclass(frozen=True)
+class CodeValues:
+    """What the user's code computed at one point, as plain floats (usercode.evaluate_at:
+    also the hook for --sample). Where `error` is set, `phase` says which step failed and
+    the quantities after it are None."""
+
+    forward: Vector | None
+    jacobian: Matrix | None
+    vjp: Vector | None
+    jvp: Vector | None
+    jvp_status: str  # "ok" | "not-defined" (no forward mode in the code) | "not-asked"
+    jvp_note: str | None = None
+    error: UserCodeError | None = None
+    phase: str | None = None  # "forward" | "jacobian" | "vjp" | "jvp", where error is set
+
+
+@dataclass(frozen=True)
+class CodeReport:
+    """The user's code against the reference: forward values, J, v^T J, J u."""
+
+    file: str
+    name: str
+    kind: str  # "function" | "Function.apply" | "nn.Module" | "callable"
+    values: CodeValues
+    forward_reference: Vector
+    checks: dict[str, Check | None]  # "forward", "jacobian", "vjp", "jvp"
+    notes: tuple[str, ...] = ()
+    # --fd with --torch: FD of the user's own forward, judged against the code's Jacobian (is
+    # the backward right for what the forward computes?): a diagnosis, not in the verdict
+    own_fd: FdQuantity | None = None
+
+    @property
+    def status(self) -> str:
+        if self.values.error is not None:
+            return "error"
+        statuses = {c.status for c in self.checks.values() if c is not None}
+        for s in ("disagree", "undefined"):
+            if s in statuses:
+                return s
+        return "agree"
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+
+# ---- finite differences (--fd, fd.py) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FdQuantity:
+    """One quantity by finite differences: values, error estimates, and the verdict against
+    the reference (None where FD is the reference)."""
+
+    values: Any  # nested floats: a matrix for the Jacobian, a vector for vjp / jvp
+    error: Any  # the same shape: numdifftools' error estimate (propagated for vjp / jvp)
+    check: Check | None = None
+
+
+@dataclass(frozen=True)
+class FdReport:
+    """Central differences with Richardson extrapolation (numdifftools) of `function`."""
+
+    function: str  # what was differenced: "formula" (mpmath, no torch) or "code" (--torch)
+    method: str  # in words, for the report
+    tolerance: str  # how agreement was decided
+    jacobian: FdQuantity
+    vjp: FdQuantity | None = None
+    jvp: FdQuantity | None = None
+    is_reference: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        statuses = {q.check.status for q in (self.jacobian, self.vjp, self.jvp)
+                    if q is not None and q.check is not None}  # fmt: skip
+        for s in ("disagree", "undefined"):
+            if s in statuses:
+                return s
+        return "agree"
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
+
+
+@dataclass(frozen=True)
+class CodeOnlyReport:
+    """--torch without FUNCTIONS: the user's code against finite differences of itself."""
+
+    file: str
+    name: str
+    kind: str
+    variables: tuple[str, ...]
+    variables_from: str  # "signature" | "numbered"
+    shapes: tuple[tuple[int, ...], ...]
+    point: Vector
+    v: Vector | None
+    u: Vector | None
+    values: CodeValues
+    fd: FdReport | None  # None when the code failed before FD could run
+    checks: dict[str, Check | None]  # "jacobian", "vjp", "jvp": the code against FD
+    notes: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        if self.values.error is not None:
+            return "error"
+        statuses = {c.status for c in self.checks.values() if c is not None}
+        for s in ("disagree", "undefined"):
+            if s in statuses:
+                return s
+        return "agree"
+
+    @property
+    def agree(self) -> bool:
+        return self.status == "agree"
 
     @property
     def exit_code(self) -> ExitCode:

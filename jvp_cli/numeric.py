@@ -39,6 +39,7 @@ class Evaluated(NamedTuple):
 
 
 CERTAIN, UNDEFINED, UNSURE = 0, 1, 2
+LLVM_OPT_LEVEL = 0  # see _compiled
 
 
 def certified_vjp(
@@ -143,8 +144,12 @@ def _compiled(outputs: list[Any], args: list[Any]) -> Callable[[np.ndarray], np.
     try:
         converted = [o if isinstance(o, se.Basic) else se.sympify(_tree(o)) for o in outputs]
         # (sympify converts a SymPy tree structurally here; _tree refused anything else)
+        # opt_level 0: compiling takes half the time of the default level 3, and the code,
+        # dominated by libm calls, runs as fast (same bits: LLVM keeps IEEE semantics at
+        # every level; no fast-math reassociation is asked for)
         f = se.Lambdify(args if isinstance(args[0], se.Basic) else [se.sympify(_tree(a))
-                        for a in args], converted, backend="llvm", cse=True)  # fmt: skip
+                        for a in args], converted, backend="llvm", cse=True,
+                        opt_level=LLVM_OPT_LEVEL)  # fmt: skip
     except (RuntimeError, TypeError, ValueError, NotImplementedError, AttributeError):
         return None  # a function or constant (Heaviside, complex infinity) LLVM cannot take
     width = len(outputs)

@@ -335,9 +335,11 @@ def evaluate(
     v: Sequence[float] | None,
     u: Sequence[float] | None,
     engine: str = "sympy",
+    tex_cells: bool = False,
 ) -> SymbolicResult:
     """The symbolic Jacobian of the flattened outputs by the flattened variables and, given a
-    point, its values, v^T J and J u (all flat, row-major)."""
+    point, its values, v^T J and J u (all flat, row-major). `tex_cells`: also SymPy's LaTeX of
+    each entry and output element (for --explain and --format)."""
     outputs, symbols, rows, cols, sizes = build(program, shapes, engine)
     if engine == "symengine":
         return _evaluate_symengine(
@@ -357,6 +359,7 @@ def evaluate(
     nonzeros = sum(len(row) for row in jac)
     size = sum(len(t) for row in text_rows for t in row)
     pretty = latex = ""
+    tex = None
     # A 2-D layout or LaTeX of a huge matrix costs more than the rest of the run and no one
     # can read it; the entries are still in the JSON output, as text.
     if size <= PRETTY_LIMIT and len(rows) * width <= PRETTY_CELLS:
@@ -365,12 +368,25 @@ def evaluate(
         if len(rows) <= PRETTY_ROWS and width <= PRETTY_COLS:
             pretty = _pretty(matrix)
         latex = sp.latex(matrix)
+        if tex_cells:
+            from . import explain
+
+            tex = explain.latex_cells(shown, width, symbols, [view(e) for e in outputs])
     if point is None:
-        return SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols))
+        return _cells(SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols)), tex)
 
     ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
                      "sympy", point)  # fmt: skip
-    return ref.result(text, pretty, latex, nonzeros, v, u)
+    return _cells(ref.result(text, pretty, latex, nonzeros, v, u), tex)
+
+
+def _cells(result: SymbolicResult, tex: tuple[Any, Any] | None) -> SymbolicResult:
+    """`result` with the LaTeX of its entries and outputs (explain.latex_cells), if made."""
+    if tex is None:
+        return result
+    from dataclasses import replace
+
+    return replace(result, entries_latex=tex[0], outputs_latex=tex[1])
 
 
 def _decimal_view(program: lang.Program) -> Callable[[Any], Any]:

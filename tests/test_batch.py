@@ -155,6 +155,30 @@ def test_compiled_symbolic_side_equals_the_numpy_walk(text: str, monkeypatch) ->
     assert np.array_equal(a.state, b.state)
 
 
+@pytest.mark.parametrize("text", COMPILED_PROGRAMS)
+def test_compiled_code_is_the_same_at_every_llvm_level(text: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The --points code is compiled at LLVM's opt level 0 (half the compile time); the error
+    bounds assume the operations as written, so every level must give the same bits."""
+    import numpy as np
+
+    from jvp_cli import api, batch, numeric
+
+    program, problem = api.make_problem(text, batch=True)
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.uniform(0.2, 1.4, (300, 2)), rng.uniform(-2, 2, (50, 2))])
+    V = rng.uniform(-2, 2, (len(X), 2))
+    results = []
+    for level in (0, 3):
+        monkeypatch.setattr(numeric, "LLVM_OPT_LEVEL", level)
+        side = batch.symbolic_side(program, problem)
+        assert side.compiled and side.fast is not None
+        results.append(side.fast(X, V))
+    (a, b) = results
+    for got, want in ((a.G, b.G), (a.R, b.R)):
+        assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(a.state, b.state)
+
+
 def test_compiled_symbolic_side_by_hand() -> None:
     import numpy as np
 
@@ -425,3 +449,23 @@ def test_progress_reports_points_and_bytes_read(tmp_path) -> None:  # type: igno
     bar.stop()
     bar.update(5, 10)
     assert bar.bar is None
+
+
+@pytest.mark.parametrize("value", ["1e-310", "-2.5e-301", "1e301", "-3e305"])
+def test_points_refuse_the_numbers_at_refuses(vjp, value: str) -> None:  # type: ignore[no-untyped-def]
+    """A coordinate outside 1e-300 .. 1e300 is refused by --at; --points refuses it too (a
+    bad row, the rows before it still written), in CSV and JSON lines, point or v."""
+    at = vjp("x**2", "--at", value, code=2)
+    assert "outside the range 1e-300 .. 1e300" in at.stderr
+    for data, where in (
+        (f"x\n1\n{value}\n", "--points line 3, column 1"),
+        (f'{{"x": 1}}\n{{"x": {value}}}\n', "--points line 2"),
+        (f"x,v:f\n1,1\n2,{value}\n", "--points line 3, column 2"),
+    ):
+        r = vjp("f = x**2", "--points", "-", "--json", input=data, code=2)
+        lines = [json.loads(t) for t in r.stdout.splitlines()]
+        assert [ln["vjp"]["sympy"] for ln in lines] == [[2.0]]
+        assert f"{where}: number" in r.stderr and "outside the range" in r.stderr
+    # the edges themselves, and zero, are accepted on both paths
+    ok = vjp("x", "--points", "-", "--json", input="x\n1e-300\n-1e300\n0\n")
+    assert [json.loads(t)["vjp"]["status"] for t in ok.stdout.splitlines()] == ["agree"] * 3

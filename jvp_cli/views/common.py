@@ -90,9 +90,13 @@ def per_name(
 
 def overall(report: Report) -> str:
     """The whole report's status: disagree over undefined over agree."""
-    if not report.checks:
+    statuses = {c.status for c in report.checks} | {c.status for c in report.claims}
+    if report.sample is not None:  # a sweep's undefined points are counted, not failures
+        statuses.add("agree" if report.sample.ok else "disagree")
+    # --torch / --fd: an error in the user's code reads as a disagreement
+    statuses |= {"disagree" if s == "error" else s for s in report.candidate_statuses}
+    if not statuses:
         return "symbolic-only"
-    statuses = {c.status for c in report.checks}
     for s in ("disagree", "undefined"):
         if s in statuses:
             return s

@@ -8,8 +8,12 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import expect as expect_view
+from . import fd as fd_view
 from . import graph as graph_view
+from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
+from .explain import json_fields as explain_fields
 
 SCHEMA_VERSION = 1
 
@@ -92,12 +96,16 @@ def to_dict(report: Report) -> dict[str, Any]:
             "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
             **_check_fields(check),
         }
+    out.update(explain_fields(report))
     out["agree"] = report.agree
     out["status"] = overall(report)
     out["dtype"] = p.dtype
     out["engine"] = p.engine
     out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
     out.update(graph_view.json_fields(report))  # --graph
+    out.update(expect_view.json_fields(report))  # "expect", "sample" (when asked for)
+    out.update(usercode_view.sections(report))  # --torch FILE.py:NAME
+    out.update(fd_view.sections(report))  # --fd
     return out
 
 

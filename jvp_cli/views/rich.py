@@ -11,8 +11,11 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import fd as fd_view
 from . import graph as graph_view
+from . import usercode as usercode_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
+from .explain import rich_parts as explain_parts
 
 _VERDICT_STYLE = {
     "agree": ("✔ agree", "bold green"),
@@ -339,7 +342,8 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         )
 
     if a is None:
-        return Group(*parts, *[Text(note, style="dim") for note in report.notes])
+        return Group(*parts, *[Text(note, style="dim") for note in report.notes],
+                     *_claims(report))  # fmt: skip
 
     assert s.jacobian is not None
     parts.append(
@@ -374,6 +378,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
             (exact_values(s.jvp, s.beyond("jvp")), a.jvp, p.outputs, p.output_shapes),
             ("SymPy J u", "torch forward-mode J u"), ("d{}{} SymPy", "d{}{} torch forward"),
             tensors, full))  # fmt: skip
+    parts.extend(explain_parts(report, full, width))
 
     parts.extend(graph_view.rich_parts(report, full, width))  # --graph
     notes = [*report.notes, *s.notes, *a.notes]
@@ -383,13 +388,36 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
         parts.append(
             Text(f"({len(notes) - 10} more notes: --full or --json shows them)", style="dim")
         )
+    parts.extend(_claims(report))  # --expect, --sample
+    parts.extend(usercode_view.panels(report))  # --torch FILE.py:NAME
+    parts.extend(fd_view.panels(report))  # --fd
     status = overall(report)
     label, style = _VERDICT_STYLE[status]
     verdict = Text("Verdict: ", style="bold")
     verdict.append(label if status != "undefined" else "undefined at this point", style=style)
-    verdict.append(f"  ({', '.join(f'{c.name}: {c.status}' for c in report.checks)})")
+    candidates = [f"your code: {x.status}" for x in (report.code,) if x is not None] + [
+        f"FD: {x.status}" for x in (report.fd,) if x is not None]  # fmt: skip
+    listed = [f"{c.name}: {c.status}" for c in report.checks] + candidates
+    claims = _claims_verdict(report)
+    if claims:
+        listed.append(claims.lstrip(", "))
+    verdict.append(f"  ({', '.join(listed)})")
     parts.append(verdict)
     return Group(*parts)
+
+
+def _claims(report: Report) -> list[Any]:
+    from .expect import rich_parts
+
+    return rich_parts(report)
+
+
+def _claims_verdict(report: Report) -> str:
+    """The claims' and the sweep's part of the verdict line."""
+    items = [f"claim {c.quantity}: {c.status}" for c in report.claims]
+    if report.sample is not None:
+        items.append(f"sample: {report.sample.disagree} of {report.sample.n} disagree")
+    return (", " if report.checks and items else "") + ", ".join(items)
 
 
 def _two_sides(
