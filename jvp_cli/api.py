@@ -574,6 +574,12 @@ def _autograd(program: lang.Program, problem: Problem) -> AutogradResult:
         from dataclasses import replace
 
         result = replace(result, second=autograd2.evaluate(program, problem, pending=pending))
+    if problem.graph:  # --graph: the graph torch records, on a run of its own (graph.py)
+        from dataclasses import replace
+
+        from . import graph
+
+        result = replace(result, graph=graph.trace(program, problem))
     return result
 
 

@@ -40,18 +40,22 @@ def run(
     forward: bool = False,
     batch: bool = False,
     plan: dict[Any, Any] | None = None,
+    trace: Callable[[lang.Node, torch.Tensor], None] | None = None,
 ) -> list[Any]:
     """Evaluate the program's outputs from `inputs` (a tensor per variable). With `forward`,
     inside a dual level, constants are dual numbers with a zero tangent. With `batch`, every
     input is a 1-D tensor holding one scalar variable at many points (--points): the program
     is element-wise, so each value is a tensor of the batch's length; `plan`, kept by the
-    caller from chunk to chunk, remembers how each long sum's terms group."""
+    caller from chunk to chunk, remembers how each long sum's terms group. `trace(node,
+    tensor)` is told each tree node's value as it is computed (graph.py, --graph)."""
     env: dict[str, Any] = dict(inputs)
     dtype, device = like.dtype, like.device
     point_shape = tuple(like.shape) if batch else ()  # the shape of one scalar value
     point_dims = len(point_shape)
     del like  # the closures below must not keep a leaf alive
     min_terms = BATCH_TERMS_POINTS if batch else BATCH_TERMS
+    if trace is not None:  # --graph: every term's own nodes, as written (no fused sums)
+        min_terms = 1 << 62
     # constants, made once per run, or once per --points run through `plan` (they carry no
     # graph, so chunk after chunk can share them; not in forward mode, where they are duals)
     shared: dict[Any, Any] = plan if plan is not None and not forward else {}
@@ -184,10 +188,14 @@ def run(
     def ev(node: lang.Node) -> torch.Tensor:
         kids = lang.children(node)
         if not kids:
-            return leaf(node)
-        if isinstance(node, lang.Chain) and node.kind == "add" and len(node.rest) >= min_terms:
-            return sum_terms(node)
-        return combine(node, [ev(k) for k in kids])
+            value = leaf(node)
+        elif isinstance(node, lang.Chain) and node.kind == "add" and len(node.rest) >= min_terms:
+            value = sum_terms(node)
+        else:
+            value = combine(node, [ev(k) for k in kids])
+        if trace is not None:
+            trace(node, value)
+        return value
 
     def sum_terms(node: lang.Chain) -> torch.Tensor:
         """A long sum: terms of the same shape (a sum of sin(x_j*c_j), say) are evaluated

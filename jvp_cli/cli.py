@@ -695,6 +695,33 @@ def vjp(
             "value per variable, as --u. Works with --points (U fixed).",
         ),
     ] = None,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph",
+            help="Also show the graph autograd recorded, in backward order: each node's "
+            "value and adjoint d(v^T y)/d(node), each edge's local derivative (--json: "
+            '"graph").',
+        ),
+    ] = False,
+    graph_out: Annotated[
+        str | None,
+        typer.Option(
+            "--graph-out",
+            metavar="FILE",
+            help="Write that graph as a picture: FILE.dot (DOT text), FILE.svg or FILE.png "
+            "(need Graphviz's dot). Implies --graph.",
+        ),
+    ] = None,
+    emit: Annotated[
+        str | None,
+        typer.Option(
+            "--emit",
+            metavar="torch|jax|numpy",
+            help="Print, instead of the report, a standalone Python script that computes "
+            "the same numbers with only that library (numpy: J from SymPy's generated code).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -728,6 +755,25 @@ def vjp(
     refusal = refusal or _refused_explain(
         json_out, points, explain, report_format.value if report_format else None
     )
+    refusal = refusal or _refused_graph_emit(
+        points,
+        json_out,
+        graph,
+        graph_out,
+        emit,
+        [
+            name
+            for name, on in (
+                ("--explain", explain),
+                ("--format", report_format is not None),
+                ("--torch", torch_code is not None),
+                ("--fd", fd),
+                ("--expect/--sample", bool(expect) or sample is not None),
+                ("--hessian/--hessians/--hvp", hessian or hessians or bool(hvp)),
+            )
+            if on
+        ],
+    )
     if refusal:
         _error(refusal)
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -750,6 +796,9 @@ def vjp(
         full=full,
         timeout=timeout,
         debug=debug,
+        graph=graph or graph_out is not None,
+        graph_out=graph_out,
+        emit=emit,
         claims=(expect or [], sample, box, seed),
         torch_code=torch_code,
         fd=fd,
@@ -758,6 +807,42 @@ def vjp(
         second={"hessian": hessian, "hessians": hessians, "hvp": hvp},  # issue 15
     )
     raise typer.Exit(int(code))
+
+
+EMIT_TARGETS = ("torch", "jax", "numpy")
+
+
+def _refused_graph_emit(
+    points: str | None,
+    json_out: bool,
+    graph: bool,
+    graph_out: str | None,
+    emit: str | None,
+    others: list[str] | None = None,
+) -> str | None:
+    """--graph, --graph-out and --emit: what they cannot be combined with, a target or file
+    format that does not exist, and an SVG/PNG without Graphviz, refused before any work."""
+    drawn = graph or graph_out is not None
+    if emit is not None:
+        if emit not in EMIT_TARGETS:
+            return (f"--emit: unknown target '{printable(emit[:40])}'; use torch, jax or "
+                    "numpy")  # fmt: skip
+        other = [name for name, on in (("--points", points is not None), ("--json", json_out),
+                                       ("--graph/--graph-out", drawn)) if on]  # fmt: skip
+        other += others or []
+        if other:
+            return (f"--emit prints a script instead of the report, so it cannot be combined "
+                    f"with {', '.join(other)}: run the two commands separately")  # fmt: skip
+    if drawn and points is not None:
+        return "--graph draws the graph of one point: use --at instead of --points"
+    if graph_out is not None:
+        from .views import dot
+
+        try:
+            dot.check_renderer(graph_out)
+        except InputError as exc:
+            return exc.one_line()
+    return None
 
 
 def _refused_explain(
@@ -886,6 +971,9 @@ def execute(
     full: bool = False,
     timeout: float | str = 0.0,
     debug: bool = False,
+    graph: bool = False,
+    graph_out: str | None = None,
+    emit: str | None = None,
     claims: tuple[list[str], int | None, str | None, int | None] = ([], None, None, None),
     torch_code: str | None = None,
     fd: bool = False,
@@ -945,6 +1033,22 @@ def execute(
                 )
             from . import api
 
+            if emit is not None:  # the script instead of the report (emit.py)
+                from . import emit as emitter
+
+                _emit(
+                    _in_worker(
+                        lambda: emitter.script(
+                            *api.make_problem(
+                                source, at=at, v=v, u=u, shape=shape or [], **options
+                            ),
+                            emit,
+                        ),
+                        limit,
+                    )
+                )
+                return ExitCode.AGREE
+
             def solve() -> tuple[Any, str]:
                 pv, pu = (v, u) if at or not checking else (None, None)  # v, u need a point
                 if code_only:  # --torch without FUNCTIONS: FD of the code is the reference
@@ -953,6 +1057,10 @@ def execute(
                     source, at=at, v=pv, u=pu, shape=shape or [], **options,
                     explain=explain or report_format is not None,
                 )  # fmt: skip
+                if graph:  # --graph, --graph-out: torch's graph on the report (graph.py)
+                    from . import graph as graphing
+
+                    problem = graphing.require(problem, "--graph-out" if graph_out else "--graph")
                 plan = None
                 if checking:  # --expect, --sample: refused (exit 2) before the engines run
                     from . import expect
@@ -967,6 +1075,10 @@ def execute(
 
                         extra.append(usercode.sample_candidate(spec, problem, plan.v, plan.u))
                     report = plan.run(report, extra)
+                if graph_out is not None:
+                    from .views import dot
+
+                    dot.write(report, graph_out)
                 return report, _render(report, json_out, full, report_format)
 
             report, output = _in_worker(solve, limit)

@@ -151,6 +151,7 @@ class Problem:
     engine: str = "sympy"  # what computes the symbolic side: "sympy" or "symengine"
     rtol: float = 1e-7
     atol: float = 1e-7
+    graph: bool = False  # also record the autograd graph with values and adjoints (--graph)
     explain: bool = False  # --explain or --format: build the explanation (explain.py)
     # second order (issue 15): --hessian, --hessians, --hvp U (flat over the variables)
     hessian: bool = False
@@ -199,6 +200,7 @@ class AutogradResult:
     values: Vector = ()
     notes: tuple[str, ...] = ()
     second: TorchSecond | None = None  # the torch routes of --hessian / --hvp (issue 15)
+    graph: Graph | None = None  # the recorded graph, with --graph (graph.py)
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,46 @@ class SecondOrder:
     hessians: tuple[SecondQuantity, ...] = ()
     u: Vector | None = None
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One node of the graph autograd recorded (graph.py, --graph): a leaf (AccumulateGrad,
+    a variable), or an operation's grad_fn. `value` is its forward value and `adjoint` the
+    gradient of v^T y with respect to it, both flat (row-major) in `shape`."""
+
+    id: str
+    label: str  # the operation as written (y = x + 2), or the variable's name for a leaf
+    grad_fn: str  # torch's node type: AddBackward0, ..., AccumulateGrad for a leaf
+    value: Vector
+    adjoint: Vector
+    kind: str  # "leaf" | "op" | "output"
+    shape: tuple[int, ...] = ()
+    op: str = ""  # "+", "*", "**", "mean", ...; "" for a leaf
+    outputs: tuple[str, ...] = ()  # the outputs this node's value is (f1, out)
+
+
+@dataclass(frozen=True)
+class GraphEdge:
+    """An edge from an input (`source`) to the operation using it (`target`), with the local
+    derivative d target / d source as SymPy writes it. `local_value`: its value at the point
+    per element of the target (element-wise operations; None for tensor operations, whose
+    rule `local` states)."""
+
+    source: str
+    target: str
+    local: str
+    local_value: Vector | None = None
+    via: tuple[str, ...] = ()  # torch nodes inside the operation, between the two
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The autograd graph in backward order: outputs first, every node before its inputs,
+    leaves last."""
+
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[GraphEdge, ...]
 
 
 @dataclass(frozen=True)
@@ -386,6 +428,11 @@ class Report:
             if c.name == name:
                 return c
         return None
+
+    @property
+    def graph(self) -> Graph | None:
+        """The graph autograd recorded (--graph), built on the torch side."""
+        return self.autograd.graph if self.autograd is not None else None
 
     @property
     def exit_code(self) -> ExitCode:

@@ -79,6 +79,24 @@ else
   fi
 fi
 
+# Graphviz's dot draws --graph-out's SVG and PNG (a .dot file needs nothing); its tests
+# are skipped without it. Installed here only as root with apt-get (CI, a container);
+# anywhere else the set-up says how and goes on.
+if command -v dot >/dev/null 2>&1; then
+  say "Graphviz is installed: $(dot -V 2>&1 | head -n 1)"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  say "Graphviz's dot is missing (for --graph-out FILE.svg/.png): apt-get install graphviz ..."
+  if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; } \
+      >/dev/null 2>&1; then
+    say "installed $(dot -V 2>&1 | head -n 1)"
+  else
+    say "note: could not install graphviz with apt-get; --graph-out writes .dot files only"
+  fi
+else
+  say "note: Graphviz's dot is not installed, so --graph-out writes .dot files only (SVG and" \
+    "PNG need it: apt-get install graphviz, brew install graphviz or conda install graphviz)"
+fi
+
 say "installing jvp_cli (editable) with its test tools ..."
 "$PY" -m pip install --quiet -e ".[test]"
 say "done: $("$PY" -m jvp_cli --version)"

@@ -10,6 +10,7 @@ from ..model import Check, Report
 from ..shapes import nest
 from . import expect as expect_view
 from . import fd as fd_view
+from . import graph as graph_view
 from . import hessian
 from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
@@ -103,6 +104,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     out["dtype"] = p.dtype
     out["engine"] = p.engine
     out["notes"] = [*report.notes, *s.notes, *(a.notes if a else ())]
+    out.update(graph_view.json_fields(report))  # --graph
     out.update(expect_view.json_fields(report))  # "expect", "sample" (when asked for)
     out.update(usercode_view.sections(report))  # --torch FILE.py:NAME
     out.update(fd_view.sections(report))  # --fd

@@ -12,6 +12,7 @@ from typing import Any
 from ..model import Check, Report
 from ..shapes import nest
 from . import fd as fd_view
+from . import graph as graph_view
 from . import hessian
 from . import usercode as usercode_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
@@ -382,6 +383,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     parts.extend(explain_parts(report, full, width))
 
     parts.extend(hessian.to_rich(report, full, width))  # --hessian, --hvp (issue 15)
+    parts.extend(graph_view.rich_parts(report, full, width))  # --graph
     notes = [*report.notes, *s.notes, *a.notes]
     for note in notes if full else notes[:10]:
         parts.append(Text("note: " + note, style="dim"))
