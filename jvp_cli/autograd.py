@@ -61,7 +61,7 @@ def run(
     shared: dict[Any, Any] = plan if plan is not None and not forward else {}
     consts: dict[float, torch.Tensor] = shared.setdefault("consts", {})
     vectors: dict[tuple[float, ...], torch.Tensor] = shared.setdefault("vectors", {})
-    # id of a constant's tensor -> its value: outside forward mode, `tensor * 0.5` and
+    # id of a constant's tensor -> its value: `tensor * 0.5` and
     # `x ** 2.0` take a Python number (no broadcasting of a 0-d tensor; x**2 becomes x*x)
     scalars: dict[int, float] = shared.setdefault("scalars", {})
     stacks: dict[tuple[str, ...], torch.Tensor] = {}
@@ -74,8 +74,11 @@ def run(
             # decomposition that imports torch._dynamo (a second of start-up); dual with dual
             # stays native. The value is the same.
             t = consts[value] = fwAD.make_dual(t, torch.zeros_like(t)) if forward else t
-            if not forward:
-                scalars[id(t)] = value
+            # In forward mode too: a dual exponent makes pow's tangent carry
+            # log(base) * 0, NaN for a negative base (x**2 at -0.2), where a Python
+            # number, as users write x**2, has no such term; a Python number is no tensor,
+            # so nothing mixes dual and plain tensors
+            scalars[id(t)] = value
         return t
 
     def leaf(n: lang.Node) -> torch.Tensor:
@@ -142,6 +145,11 @@ def run(
             exponent: torch.Tensor | float = args[1]
             if id(base) not in scalars:
                 exponent = scalars.get(id(args[1]), args[1])
+                if forward and not isinstance(exponent, float) and not lang.names_in(n.exponent):
+                    # a constant exponent that is an expression (x**-1, x**(1/3)): a Python
+                    # number too, as a user writes it (a dual one adds log(base) * 0 to the
+                    # tangent: NaN for a negative base)
+                    exponent = float(fwAD.unpack_dual(exponent).primal)
             return torch.pow(base, exponent)
         if isinstance(n, lang.Transpose):
             return args[0].T if args[0].dim() == 2 else args[0]

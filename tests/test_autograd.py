@@ -156,3 +156,21 @@ def test_named_outputs_are_computed_once(monkeypatch) -> None:  # type: ignore[n
     s = math.sin(0.5)
     assert [float(o.detach()) for o in outs] == [s, 2 * s, 3 * s]
     assert len(calls) == 2  # f once (g reuses it), and the sin inside h
+
+
+@pytest.mark.parametrize(
+    ("text", "at", "want"),
+    [
+        ("x**2", "-0.2", -0.4),  # 2x, by hand
+        ("x**3", "-1.5", 6.75),  # 3x^2
+        ("x**-1", "-0.2", -25.0),  # -1/x^2
+        ("(x*x)**-2", "-2", 0.125),  # -4/x^5
+        ("x**(2*3)", "-1", -6.0),  # 6x^5
+    ],
+)
+def test_forward_mode_with_a_negative_base(vjp, text: str, at: str, want: float) -> None:  # type: ignore[no-untyped-def]
+    """A constant exponent is a Python number in forward mode too: a dual constant put
+    log(base) * 0 = NaN into the tangent at a negative base, a false disagree."""
+    out = vjp(text, "--at", at, "--u", "1", "--json").json()
+    assert out["jvp"]["status"] == "agree"
+    assert out["jvp"]["torch"][0] == pytest.approx(want, rel=1e-14)
