@@ -73,7 +73,7 @@ HOG = textwrap.dedent("""
     import sys
     from jvp_cli import api, cli
 
-    def hog(*args):
+    def hog(*args, **kwargs):
         return pow(10, 10**8)
 
     api._autograd = hog  # the torch side, in the child's own side process
