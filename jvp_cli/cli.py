@@ -52,10 +52,11 @@ Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 
 \b
-Limits: input 1,000,000 characters; 500,000 tree nodes; nesting 100
-levels; number literals 100 characters; constants within 1e-300..1e300;
-exponents of variables |k| <= 10,000; Jacobian 4,000,000 entries;
---timeout 60 s. See docs/language.md.
+Limits: input 16,000,000 characters from a file or stdin (1,000,000 as an
+argument); 500,000 tree nodes; nesting 100 levels; number literals 100
+characters; constants within 1e-300..1e300; exponents of variables |k| <=
+10,000; Jacobian 1,000,000 structural nonzeros (programs of scalars) or
+4,000,000 entries (with tensors); --timeout 60 s. See docs/language.md.
 """
 
 
@@ -377,10 +378,18 @@ def _read_source(functions: str | None, file: Path | None) -> str:
             return _read_text(binary, "stdin")
         except OSError as exc:
             raise InputError(f"cannot read stdin: {exc.strerror or exc}", where="stdin") from None
+    if len(functions) > MAX_ARGUMENT_CHARS:
+        raise LimitError(
+            f"the FUNCTIONS argument is {len(functions):,} characters, more than the limit of "
+            f"{MAX_ARGUMENT_CHARS:,}",
+            where="usage",
+            fix="read the functions from a file (-f FILE) or stdin (-)",
+        )
     return functions
 
 
-MAX_READ = 1_000_000  # lang.MAX_INPUT_CHARS, without importing the parser for --help
+MAX_READ = 16_000_000  # lang.MAX_INPUT_CHARS, without importing the parser for --help
+MAX_ARGUMENT_CHARS = 1_000_000  # the functions given as an argument (bigger: -f FILE)
 
 
 def _read_text(binary: Any, where: str) -> str:

@@ -170,6 +170,11 @@ class SymbolicResult:
     # (quantity, index, 30-digit decimal) of each finite value beyond float64's range, whose
     # float above is +-inf: "jacobian" (i, j), "vjp" (k,), "jvp" (k,)
     exact: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    # J's nonzeros only (sparse.Sparse): the entries as text, and their values at the point;
+    # `jacobian_text` and `jacobian` above are the same matrices densified (tuples when
+    # small, a row-by-row view when big), for callers of the dense form
+    sparse_text: Any = None
+    sparse_jacobian: Any = None
 
     def beyond(self, quantity: str) -> dict[tuple[int, ...], str]:
         """The entries of `quantity` that are finite but beyond float64, as decimals."""
@@ -185,6 +190,12 @@ class AutogradResult:
     jvp: Vector | None = None
     values: Vector = ()
     notes: tuple[str, ...] = ()
+    # the same J as a sparse.Sparse (what the comparison and the views read), and how it was
+    # taken: the passes (one per color, compressed.py), "reverse" | "forward" | "rows"
+    sparse_jacobian: Any = None
+    passes: int = 0
+    mode: str = "rows"
+    colors: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,8 @@ class Check:
     atol: float
     worst: tuple[int, ...] | None = None  # index of the largest difference
     undefined: tuple[tuple[int, ...], ...] = ()  # indices where either side is not finite
+    # rows undefined throughout in a big sparse Jacobian (their entries are not listed above)
+    undefined_rows: tuple[int, ...] = ()
 
     @property
     def agree(self) -> bool:
