@@ -592,8 +592,13 @@ def solve(program: lang.Program, problem: Problem) -> Report:
     assert isinstance(ag, AutogradResult)
     assert sym.jacobian is not None
     # the nonzeros only (sparse.py), where both sides have them
-    pairs = [("jacobian", sym.sparse_jacobian if sym.sparse_jacobian is not None else sym.jacobian,
-              ag.sparse_jacobian if ag.sparse_jacobian is not None else ag.jacobian)]
+    pairs = [
+        (
+            "jacobian",
+            sym.sparse_jacobian if sym.sparse_jacobian is not None else sym.jacobian,
+            ag.sparse_jacobian if ag.sparse_jacobian is not None else ag.jacobian,
+        )
+    ]
     if problem.v is not None:
         assert sym.vjp is not None and ag.vjp is not None
         pairs.append(("vjp", sym.vjp, ag.vjp))

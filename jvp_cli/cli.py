@@ -55,8 +55,8 @@ at the point, 2 bad input or usage, 3 internal error.
 Limits: input 16,000,000 characters from a file or stdin (1,000,000 as an
 argument); 500,000 tree nodes; nesting 100 levels; number literals 100
 characters; constants within 1e-300..1e300; exponents of variables |k| <=
-10,000; Jacobian 1,000,000 structural nonzeros (programs of scalars) or
-4,000,000 entries (with tensors); --timeout 60 s. See docs/language.md.
+10,000; Jacobian 4,000,000 structural nonzeros (programs of scalars) or
+entries (with tensors); --timeout 60 s. See docs/language.md.
 """
 
 
@@ -610,6 +610,22 @@ def vjp(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout instead of the report.")
     ] = False,
+    sparse_json: Annotated[
+        bool,
+        typer.Option(
+            "--sparse",
+            help="With --json: write J in coordinate (COO) form, its nonzeros only (the "
+            "default beyond 10,000 entries; docs/json.md).",
+        ),
+    ] = False,
+    dense_json: Annotated[
+        bool,
+        typer.Option(
+            "--dense",
+            help="With --json: write J as dense nested lists whatever its size (up to "
+            "4,000,000 entries).",
+        ),
+    ] = False,
     timeout: Annotated[
         str,
         typer.Option(
@@ -627,7 +643,7 @@ def vjp(
         ),
     ] = False,
 ) -> None:
-    refusal = _refused_combination(functions, file, points, full)
+    refusal = _refused_combination(functions, file, points, full, sparse_json, dense_json)
     if refusal:
         _error(refusal)
         raise typer.Exit(int(ExitCode.BAD_INPUT))
@@ -650,12 +666,18 @@ def vjp(
         full=full,
         timeout=timeout,
         debug=debug,
+        layout="sparse" if sparse_json else "dense" if dense_json else "auto",
     )
     raise typer.Exit(int(code))
 
 
 def _refused_combination(
-    functions: str | None, file: Path | None, points: str | None, full: bool
+    functions: str | None,
+    file: Path | None,
+    points: str | None,
+    full: bool,
+    sparse_json: bool = False,
+    dense_json: bool = False,
 ) -> str | None:
     """Options that make no sense together, refused (with the reason) before any work."""
     if points == "-" and functions == "-":
@@ -663,6 +685,8 @@ def _refused_combination(
             "the functions and --points cannot both come from stdin; put one of them in a "
             "file (-f FILE or --points FILE)"
         )
+    if sparse_json and dense_json:
+        return "--sparse and --dense choose opposite JSON forms of J: give one of them"
     if points is not None and full:
         return (
             "--full shows every entry of one report, and --points writes a summary (or one "
@@ -764,6 +788,7 @@ def execute(
     full: bool = False,
     timeout: float | str = 0.0,
     debug: bool = False,
+    layout: str = "auto",
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -807,8 +832,11 @@ def execute(
                 program, problem = api.make_problem(
                     source, at=at, v=v, u=u, shape=shape or [], **options
                 )
+                from .views import coo
+
+                coo.check_layout(problem, layout)  # --dense of a huge J: refused up front
                 report = api.solve(program, problem)
-                return report, _render(report, json_out, full)
+                return report, _render(report, json_out, full, layout)
 
             report, output = _in_worker(solve, limit)
             _emit(output)
@@ -1075,12 +1103,12 @@ def _file_size(points: str | None) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def _render(report: Any, json_out: bool, full: bool = False) -> str:
+def _render(report: Any, json_out: bool, full: bool = False, layout: str = "auto") -> str:
     """The whole stdout text, rendered before anything is written."""
     if json_out:
         from .views import json as json_view
 
-        return json_view.to_json(report) + "\n"
+        return json_view.to_json(report, layout) + "\n"
     from .views import rich as rich_view
 
     console = _console()

@@ -103,6 +103,9 @@ def compare_sparse(
     m, n = expected.shape
     small = m * n <= DENSE_ENTRIES
     over = set(beyond)
+    over_rows: dict[int, list[int]] = {}
+    for idx in over:
+        over_rows.setdefault(idx[0], []).append(idx[1])
     worst: tuple[int, ...] | None = None
     max_diff = 0.0
     undefined: list[tuple[int, ...]] = []
@@ -120,7 +123,7 @@ def compare_sparse(
             # as in the dense comparison)
             pairs: Any = zip(range(n), expected.dense_row(i), actual.dense_row(i), strict=True)
         else:
-            pairs = _union(expected.row_dict(i), actual.row_dict(i))
+            pairs = _union(expected.row_dict(i), actual.row_dict(i), over_rows.get(i, ()))
         for j, e, a in pairs:
             idx = (i, j)
             if idx in over:  # no float64 is within any tolerance of it
@@ -145,7 +148,11 @@ def compare_sparse(
                  undefined_rows=tuple(undefined_rows))  # fmt: skip
 
 
-def _union(exp: dict[int, float], act: dict[int, float]) -> list[tuple[int, float, float]]:
-    """(column, reference, candidate) over the columns either side stores, ascending."""
-    cols = sorted(exp.keys() | act.keys()) if act.keys() != exp.keys() else sorted(exp)
+def _union(
+    exp: dict[int, float], act: dict[int, float], more: Sequence[int] = ()
+) -> list[tuple[int, float, float]]:
+    """(column, reference, candidate) over the columns either side stores (and `more`),
+    ascending."""
+    keys = exp.keys() | act.keys() if act.keys() != exp.keys() else exp.keys()
+    cols = sorted(keys | set(more)) if more else sorted(keys)
     return [(j, exp.get(j, 0.0), act.get(j, 0.0)) for j in cols]

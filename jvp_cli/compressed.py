@@ -163,9 +163,19 @@ def reverse(
     ec = np.frombuffer(pattern.indices, dtype=np.int64)
     claimed = np.zeros((k, n), dtype=bool)
     claimed[color[er], ec] = True
-    suspect = (~np.isfinite(G[:k])).any(axis=1) | ((G[:k] != 0) & ~claimed).any(axis=1)
+    # A NaN or inf in a color's product: its owner (the one row of the color with that
+    # column) is taken on its own, through its own graph: a zero seed times an infinite
+    # local derivative in another row's graph (0 * inf) makes NaNs there, and only in the
+    # columns that row reaches. A finite nonzero in a column no row of the color has
+    # means the pattern is wrong: every row of that color on its own.
+    bad = ~np.isfinite(G[:k])
+    owner = np.full((k, n), -1, dtype=np.int64)
+    owner[color[er], ec] = er
+    own = set(owner[bad & claimed].tolist())
+    stray = ((G[:k] != 0) & np.isfinite(G[:k]) & ~claimed).any(axis=1)
+    own.update(i for i in range(m) if stray[color[i]])
     values = G[color[er], ec]
-    own_rows = [i for i in range(m) if suspect[color[i]]]
+    own_rows = sorted(own)
     rows_t, cols_t, vals_t = er, ec, values
     if own_rows:
         rows_t, cols_t, vals_t = _merge_own(er, ec, values, _own_rows(outs, leaves, own_rows, n))

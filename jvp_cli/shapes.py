@@ -23,8 +23,9 @@ MAX_JACOBIAN_ENTRIES = 4_000_000
 # A program of scalars is sparse end to end (sparse.py, compressed.py): what it costs is its
 # structural nonzeros (a SymPy derivative, a 30-digit value and a comparison each; the
 # torch side a few batched passes), not rows x columns. Broyden's n = 10,000 has 29,998 and
-# takes seconds; a million takes minutes, beyond the default --timeout.
-MAX_NONZEROS = 1_000_000
+# takes seconds. The bound is the dense one's (nothing accepted before is refused); time
+# beyond that is --timeout's to bound.
+MAX_NONZEROS = MAX_JACOBIAN_ENTRIES
 # Reductions with no value over nothing: an empty sum is 0 and an empty product 1, but the
 # max, min, mean, logsumexp or softmax of no elements is undefined.
 NO_EMPTY = {
@@ -49,8 +50,9 @@ def check_jacobian_size(
     if nonzeros is not None:  # a program of scalars: its structural nonzeros (at most)
         if nonzeros > MAX_NONZEROS:
             raise LimitError(
-                f"the Jacobian has up to {nonzeros:,} structural nonzeros ({rows:,} x "
-                f"{cols:,}); the limit is {MAX_NONZEROS:,}",
+                f"the Jacobian has {rows:,} x {cols:,} = {_count(rows * cols)} entries, "
+                f"{nonzeros:,} of them structurally nonzero; the limit is {MAX_NONZEROS:,} "
+                "nonzeros",
                 where="the functions",
                 fix="use fewer variables per function, or split the problem",
             )

@@ -9,6 +9,7 @@ reference. `to_dense` turns it back into the dense object's matrices.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,24 @@ from ..sparse import DENSE_ENTRIES, Sparse, as_sparse
 from .common import Exact, json_number
 
 LAYOUTS = ("auto", "sparse", "dense")
+
+
+def check_layout(problem: Any, layout: str) -> None:
+    """--dense of a Jacobian beyond MAX_JACOBIAN_ENTRIES is refused before any work."""
+    from ..model import LimitError
+    from ..shapes import MAX_JACOBIAN_ENTRIES
+
+    if layout != "dense":
+        return
+    rows = sum(math.prod(s) for s in problem.output_shapes)
+    cols = sum(math.prod(s) for s in problem.shapes)
+    if rows * cols > MAX_JACOBIAN_ENTRIES:
+        raise LimitError(
+            f"--dense: J has {rows:,} x {cols:,} entries, more than the {MAX_JACOBIAN_ENTRIES:,} "
+            "a dense JSON matrix may hold",
+            where="--dense",
+            fix="drop --dense: the COO form (--sparse) holds the same nonzeros",
+        )
 
 
 def wanted(report: Report, layout: str) -> bool:

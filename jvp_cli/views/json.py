@@ -53,19 +53,23 @@ def to_dict(report: Report, layout: str = "auto") -> dict[str, Any]:
         "point": None if p.point is None else _split(p.point, p.variables, p.shapes),
     }
     coo_jac = coo.jacobian_dict(report, layout, _check_fields)  # None: the dense form
-    jac: dict[str, Any] = coo_jac if coo_jac is not None else {
-        "symbolic": [list(r) for r in s.jacobian_text],
-        "latex": s.jacobian_latex,
-        "nonzeros": s.nonzeros,
-        "shape": [len(s.row_labels), len(s.col_labels)],
-        "rows": list(s.row_labels),
-        "columns": list(s.col_labels),
-    }
+    jac: dict[str, Any] = (
+        coo_jac
+        if coo_jac is not None
+        else {
+            "symbolic": [list(r) for r in s.jacobian_text],
+            "latex": s.jacobian_latex,
+            "nonzeros": s.nonzeros,
+            "shape": [len(s.row_labels), len(s.col_labels)],
+            "rows": list(s.row_labels),
+            "columns": list(s.col_labels),
+        }
+    )
     if a is not None and coo_jac is None:
         check = report.check("jacobian")
         assert check is not None and s.jacobian is not None
-        ref_j = exact_values(s.jacobian, s.beyond("jacobian"))
-        jac.update(sympy=nums(ref_j), torch=nums(a.jacobian), **_check_fields(check))
+        ref_j = exact_values(list(s.jacobian), s.beyond("jacobian"))  # list: a DenseView too
+        jac.update(sympy=nums(ref_j), torch=nums(list(a.jacobian)), **_check_fields(check))
     if a is not None:  # how torch took J (compressed.py)
         jac.update(passes=a.passes, pass_mode=a.mode, colors=a.colors)
     out["jacobian"] = jac
