@@ -425,13 +425,14 @@ def make_problem(
             raise InputError(f"{name} must be a finite number >= 0", where=name)
     r, a = tolerances(dtype, rtol, atol)
     engine = choose_engine(program, engine, batch)
+    output_names = set(program.outputs)  # 10,000 outputs: a set, not the tuple
     problem = Problem(
         source=functions,
         functions=program.functions_text(),
         intermediates=tuple(
             (name, lang.unparse(node))
             for name, node in program.definitions
-            if name not in program.outputs
+            if name not in output_names
         ),
         outputs=program.outputs,
         variables=program.variables,
