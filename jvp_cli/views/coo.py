@@ -211,4 +211,10 @@ def passes_title(report: Report) -> str:
     if a is None or a.mode == "rows" or a.passes >= len(report.symbolic.row_labels):
         return "J (torch, a backward pass per row)"
     kind = "forward" if a.mode == "forward" else "backward"
-    return f"J (torch, {a.passes} colored {kind} pass{'es' if a.passes != 1 else ''})"
+    if a.passes == a.colors:
+        return f"J (torch, {a.passes} colored {kind} pass{'es' if a.passes != 1 else ''})"
+    alone = a.passes - a.colors
+    return (
+        f"J (torch, {a.passes} {kind} passes: {a.colors} colors, "
+        f"{alone} row{'s' if alone != 1 else ''} alone)"
+    )
