@@ -249,6 +249,49 @@ def second_order_targets(vjp: list[str], base_t: float, reps: int) -> list[bool]
                    problems.point(size), *extra, "--json", "--timeout", "0"]  # fmt: skip
             t, _, rss = timed(cmd, reps, ok_codes=(0,))  # every route must agree
             out.append(row(name, t, base_t, anchor, 3.0, rss))
+def _passes(cmd: list[str]) -> tuple[int, str]:
+    """The backward (or forward) passes torch took for J, from one --json run."""
+    import json
+
+    out = subprocess.run([*cmd, "--json"], capture_output=True, check=False).stdout
+    jac = json.loads(out)["jacobian"]
+    return jac.get("passes", 0), jac.get("pass_mode", "?")
+
+
+def sparse_targets(base_t: float, repeat: int) -> list[bool]:
+    """Issue 14: Broyden's tridiagonal system costs what its nonzeros cost. Targets at
+    n = 2,000 and 10,000 (full report, and --json), and the scaling table."""
+    out: list[bool] = []
+    table = []
+    anchor = "import torch, sympy, typer, rich"
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (500, 1_000, 2_000, 5_000, 10_000):
+            path = Path(tmp) / f"broyden{n}.txt"
+            path.write_text(problems.broyden(n))
+            cmd = [PY, "-m", "jvp_cli", "-f", str(path), "--at", problems.point(n), "--v",
+                   problems.point(n)]  # fmt: skip
+            reps = repeat if n in (2_000, 10_000) else 1
+            t, _, rss = timed(cmd, reps)
+            tj, _, rss_j = timed([*cmd, "--json"], reps if n == 10_000 else 1)
+            passes, mode = _passes(cmd)
+            table.append((n, 3 * n - 2, t, rss, tj, rss_j, passes, mode))
+            if n == 2_000:
+                out.append(row("14. Broyden n=2,000, full report", t, base_t, anchor, 1.5, rss))
+            if n == 10_000:
+                out.append(row("14. Broyden n=10,000, full report", t, base_t, anchor, 3.0, rss))
+                out.append(row("14. Broyden n=10,000, --json", tj, base_t, anchor, 3.0, rss_j))
+                ok = max(rss, rss_j) <= 600
+                print(f"   peak RSS {max(rss, rss_j)} MiB (target <= 600: "
+                      f"{'met' if ok else 'NOT met'})")  # fmt: skip
+                out.append(ok)
+    print("\n   Broyden tridiagonal, -f, --at, --v (whole process; anchor "
+          f"{base_t:.2f} s):")  # fmt: skip
+    print("   |      n | nonzeros | wall (report) | peak RSS | wall (--json) | peak RSS | passes |")
+    print("   |--------|----------|---------------|----------|---------------|----------|--------|")
+    for n, nnz, t, rss, tj, rss_j, passes, mode in table:
+        print(f"   | {n:6,} | {nnz:8,} | {t:11.2f} s | {rss:4} MiB | {tj:11.2f} s | "
+              f"{rss_j:4} MiB | {passes:3} {mode[:3]} |")  # fmt: skip
+    print()
     return out
 
 
@@ -256,6 +299,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--skip-dense", action="store_true", help="skip the dense n=200 system")
+    ap.add_argument("--sparse-only", action="store_true",
+                    help="only the anchor and issue 14's Broyden targets and scaling table")
     args = ap.parse_args()
     _adopt_orphans()
     n = 3 if args.quick else 7
@@ -265,6 +310,10 @@ def main() -> int:
 
     typer_t, _, _ = timed([PY, "-c", "import typer"], n)
     base_t, _, _ = timed([PY, "-c", "import torch, sympy, typer, rich"], n)
+    if args.sparse_only:
+        results = sparse_targets(base_t, n)
+        print(f"\n{sum(results)} of {len(results)} measured targets met.")
+        return 0
 
     # 1. --help and a usage error: no torch, no SymPy
     t, _, rss = timed([*vjp, "--help"], n)
@@ -300,6 +349,12 @@ def main() -> int:
                 reps,
             )
             results.append(row(name, t, base_t, "import torch, sympy, typer, rich", 3.0, rss))
+            if size == 200:  # issue 14: the sparse work must not slow the dense case down
+                results.append(row("14. dense n=200 (issue 14)", t, base_t,
+                                   "import torch, sympy, typer, rich", 2.2, rss))  # fmt: skip
+
+    # 14. sparse end to end: Broyden n = 500 .. 10,000
+    results.extend(sparse_targets(base_t, max(1, n // 3)))
 
     # 6-7. second order (issue 15), whole processes against the same anchor
     results.extend(second_order_targets(vjp, base_t, max(1, n // 3)))

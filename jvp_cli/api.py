@@ -49,7 +49,16 @@ def _value(
     return (), (_scalar(text, offset, source, where),)
 
 
+_PLAIN_NUMBER = re.compile(r"[ \t]*-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
+
+
 def _scalar(text: str, offset: int, source: str, where: str) -> float:
+    if len(text) <= 40 and _PLAIN_NUMBER.fullmatch(text):
+        # a plain literal (10,000 of them in --at for a big system): the same float as the
+        # parser's (both correctly rounded), within the same bounds, without the parser
+        x = float(text)
+        if x != 0 and abs(math.log10(abs(x))) <= lang.MAX_CONST_LOG10:
+            return x
     try:
         return lang.evaluate_constant(text, where)
     except InputError as exc:
@@ -192,9 +201,10 @@ def parse_values(
             )
         parsed = [(n, k, e, o, src) for n, (_, k, e, o, src) in zip(names, parsed, strict=True)]
     out: dict[str, Value] = {}
+    known = set(names)
     for name, k, expr, off, source in parsed:
         assert name is not None
-        if name not in names:
+        if name not in known:
             raise InputError(
                 f"'{printable(name)}' is not one of the {what}",
                 where=option,
@@ -385,7 +395,10 @@ def make_problem(
         var_shapes = {n: values[n][0] for n in program.variables}
         point = _flat(values, program.variables)
     out_shapes = infer(program, var_shapes)
-    check_jacobian_size(var_shapes.values(), out_shapes)  # before any engine starts
+    from .sparse import structural_nonzeros  # a program of scalars: bounded by its nonzeros
+
+    check_jacobian_size(var_shapes.values(), out_shapes,
+                        structural_nonzeros(program, var_shapes.values()))  # fmt: skip
     implicit = False
     if v:
         if point is None:
@@ -418,13 +431,14 @@ def make_problem(
     engine = choose_engine(program, engine, batch)
     second = _second_order_options(program, var_shapes, out_shapes, point, vv, implicit, hessian,
                                    hessians, hvp, batch)  # fmt: skip
+    output_names = set(program.outputs)  # 10,000 outputs: a set, not the tuple
     problem = Problem(
         source=functions,
         functions=program.functions_text(),
         intermediates=tuple(
             (name, lang.unparse(node))
             for name, node in program.definitions
-            if name not in program.outputs
+            if name not in output_names
         ),
         outputs=program.outputs,
         variables=program.variables,
@@ -676,7 +690,14 @@ def solve(program: lang.Program, problem: Problem) -> Report:
     ag = _autograd(program, problem) if torch_side is None else torch_side.result()
     assert isinstance(ag, AutogradResult)
     assert sym.jacobian is not None
-    pairs = [("jacobian", sym.jacobian, ag.jacobian)]
+    # the nonzeros only (sparse.py), where both sides have them
+    pairs = [
+        (
+            "jacobian",
+            sym.sparse_jacobian if sym.sparse_jacobian is not None else sym.jacobian,
+            ag.sparse_jacobian if ag.sparse_jacobian is not None else ag.jacobian,
+        )
+    ]
     if problem.v is not None:
         assert sym.vjp is not None and ag.vjp is not None
         pairs.append(("vjp", sym.vjp, ag.vjp))
@@ -741,7 +762,9 @@ def _why_torch_differs(
         where = ",".join(str(i) for i in index)
         notes.append(f"the reference {quantity}[{where}] = {text} is beyond float64's range "
                      "(1.8e308): no float64 result can match it")  # fmt: skip
-    nonfinite = any(not math.isfinite(x) for row in ag.jacobian for x in row)
+    nonfinite = (any(not math.isfinite(x) for x in ag.sparse_jacobian.values)
+                 if ag.sparse_jacobian is not None else
+                 any(not math.isfinite(x) for row in ag.jacobian for x in row))  # fmt: skip
     if not notes and nonfinite:
         notes.append(
             "torch returns NaN or inf where the derivative is a finite number: a 0*inf or "

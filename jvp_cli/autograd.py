@@ -331,6 +331,7 @@ def evaluate(
     u: Sequence[float] | None,
     dtype: str = "float64",
     device: str = "cpu",
+    pattern: Any = None,
 ) -> AutogradResult:
     tdtype = DTYPES[dtype]
     dev = device_of(device)
@@ -338,17 +339,10 @@ def evaluate(
     inputs = dict(zip(program.variables, leaves, strict=True))
     outs = run(program, inputs, leaves[0])
 
-    # Jacobian: one reverse pass per output element, through that output's own graph.
-    rows: list[tuple[float, ...]] = []
-    width = sum(math.prod(s) for s in shapes)
-    for out in outs:
-        flat = out.reshape(-1)
-        for k in range(flat.numel()):
-            if not out.requires_grad:
-                rows.append((0.0,) * width)
-                continue
-            grads = torch.autograd.grad(flat[k], leaves, retain_graph=True, allow_unused=True)
-            rows.append(_flat_floats(grads, leaves))
+    # Jacobian: colored reverse (or forward) passes, batched (compressed.py)
+    from . import compressed
+
+    jac = compressed.jacobian(program, outs, leaves, pattern)
 
     vjp = None
     if v is not None:
@@ -379,7 +373,11 @@ def evaluate(
         jvp = tuple(values)
 
     return AutogradResult(
-        jacobian=tuple(rows),
+        jacobian=jac.jacobian.view(),
+        sparse_jacobian=jac.jacobian,
+        passes=jac.passes,
+        mode=jac.mode,
+        colors=jac.colors,
         vjp=vjp,
         jvp=jvp,
         values=tuple(x for o in outs for x in _floats(o)),

@@ -60,10 +60,11 @@ Exit status: 0 all checks agree, 1 some check disagrees or is undefined
 at the point, 2 bad input or usage, 3 internal error.
 
 \b
-Limits: input 1,000,000 characters; 500,000 tree nodes; nesting 100
-levels; number literals 100 characters; constants within 1e-300..1e300;
-exponents of variables |k| <= 10,000; Jacobian 4,000,000 entries;
---timeout 60 s. See docs/language.md.
+Limits: input 16,000,000 characters from a file or stdin (1,000,000 as an
+argument); 500,000 tree nodes; nesting 100 levels; number literals 100
+characters; constants within 1e-300..1e300; exponents of variables |k| <=
+10,000; Jacobian 4,000,000 structural nonzeros (programs of scalars) or
+entries (with tensors); --timeout 60 s. See docs/language.md.
 """
 
 
@@ -390,10 +391,18 @@ def _read_source(functions: str | None, file: Path | None) -> str:
             return _read_text(binary, "stdin")
         except OSError as exc:
             raise InputError(f"cannot read stdin: {exc.strerror or exc}", where="stdin") from None
+    if len(functions) > MAX_ARGUMENT_CHARS:
+        raise LimitError(
+            f"the FUNCTIONS argument is {len(functions):,} characters, more than the limit of "
+            f"{MAX_ARGUMENT_CHARS:,}",
+            where="usage",
+            fix="read the functions from a file (-f FILE) or stdin (-)",
+        )
     return functions
 
 
-MAX_READ = 1_000_000  # lang.MAX_INPUT_CHARS, without importing the parser for --help
+MAX_READ = 16_000_000  # lang.MAX_INPUT_CHARS, without importing the parser for --help
+MAX_ARGUMENT_CHARS = 1_000_000  # the functions given as an argument (bigger: -f FILE)
 
 
 def _read_text(binary: Any, where: str) -> str:
@@ -663,6 +672,22 @@ def vjp(
             "Not with --json (the machine format).",
         ),
     ] = None,
+    sparse_json: Annotated[
+        bool,
+        typer.Option(
+            "--sparse",
+            help="With --json: write J in coordinate (COO) form, its nonzeros only (the "
+            "default beyond 10,000 entries; docs/json.md).",
+        ),
+    ] = False,
+    dense_json: Annotated[
+        bool,
+        typer.Option(
+            "--dense",
+            help="With --json: write J as dense nested lists whatever its size (up to "
+            "4,000,000 entries).",
+        ),
+    ] = False,
     timeout: Annotated[
         str,
         typer.Option(
@@ -751,7 +776,11 @@ def vjp(
     ] = False,
 ) -> None:
     code_only = torch_code is not None and functions is None and file is None
-    refusal = None if code_only else _refused_combination(functions, file, points, full)
+    refusal = (
+        None
+        if code_only
+        else _refused_combination(functions, file, points, full, sparse_json, dense_json)
+    )
     refusal = refusal or _refused_explain(
         json_out, points, explain, report_format.value if report_format else None
     )
@@ -805,6 +834,7 @@ def vjp(
         explain=explain,
         report_format=report_format.value if report_format else None,
         second={"hessian": hessian, "hessians": hessians, "hvp": hvp},  # issue 15
+        layout="sparse" if sparse_json else "dense" if dense_json else "auto",
     )
     raise typer.Exit(int(code))
 
@@ -862,7 +892,12 @@ def _refused_explain(
 
 
 def _refused_combination(
-    functions: str | None, file: Path | None, points: str | None, full: bool
+    functions: str | None,
+    file: Path | None,
+    points: str | None,
+    full: bool,
+    sparse_json: bool = False,
+    dense_json: bool = False,
 ) -> str | None:
     """Options that make no sense together, refused (with the reason) before any work."""
     if points == "-" and functions == "-":
@@ -870,6 +905,8 @@ def _refused_combination(
             "the functions and --points cannot both come from stdin; put one of them in a "
             "file (-f FILE or --points FILE)"
         )
+    if sparse_json and dense_json:
+        return "--sparse and --dense choose opposite JSON forms of J: give one of them"
     if points is not None and full:
         return (
             "--full shows every entry of one report, and --points writes a summary (or one "
@@ -980,6 +1017,7 @@ def execute(
     explain: bool = False,
     report_format: str | None = None,
     second: dict[str, Any] | None = None,
+    layout: str = "auto",
 ) -> ExitCode:
     """Run one command; print the result or one error line; return the exit status.
 
@@ -1061,6 +1099,9 @@ def execute(
                     from . import graph as graphing
 
                     problem = graphing.require(problem, "--graph-out" if graph_out else "--graph")
+                from .views import coo
+
+                coo.check_layout(problem, layout)  # --dense of a huge J: refused up front
                 plan = None
                 if checking:  # --expect, --sample: refused (exit 2) before the engines run
                     from . import expect
@@ -1079,7 +1120,7 @@ def execute(
                     from .views import dot
 
                     dot.write(report, graph_out)
-                return report, _render(report, json_out, full, report_format)
+                return report, _render(report, json_out, full, report_format, layout)
 
             report, output = _in_worker(solve, limit)
             _emit(output)
@@ -1417,7 +1458,11 @@ def _file_size(points: str | None) -> int | None:
 
 
 def _render(
-    report: Any, json_out: bool, full: bool = False, report_format: str | None = None
+    report: Any,
+    json_out: bool,
+    full: bool = False,
+    report_format: str | None = None,
+    layout: str = "auto",
 ) -> str:
     """The whole stdout text, rendered before anything is written."""
     if report_format == "latex":
@@ -1431,7 +1476,7 @@ def _render(
     if json_out:
         from .views import json as json_view
 
-        return json_view.to_json(report) + "\n"
+        return json_view.to_json(report, layout) + "\n"
     from .views import rich as rich_view
 
     console = _console()
@@ -1447,6 +1492,13 @@ def main(argv: list[str] | None = None) -> None:
     # with 2 threads, 11 us with 1, measured on the 2-core CI machines). A user's own
     # OMP_NUM_THREADS wins.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # A big system is hundreds of thousands of long-lived objects (the tree, SymEngine's
+    # expressions, autograd's nodes): at the default threshold the cyclic collector walks
+    # them all again and again (Broyden n = 10,000: 2.5 s of 8). Collected 100 times less
+    # often, cycles still go; the process is short-lived.
+    import gc
+
+    gc.set_threshold(70_000, 10, 100)
     _standard_streams()
     import signal
 

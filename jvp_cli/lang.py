@@ -20,7 +20,9 @@ from typing import NamedTuple
 from .model import InputError, LimitError, printable
 
 # ---- limits (documented in docs/language.md and `vjp --help`) ----------------------------
-MAX_INPUT_CHARS = 1_000_000
+# files and stdin (a dense 300 x 300 system is 1.8 MB); what a run costs is bounded by the
+# tree nodes below and by the Jacobian's nonzeros (shapes.py); argument text by cli.py
+MAX_INPUT_CHARS = 16_000_000
 MAX_NODES = 500_000
 MAX_DEPTH = 100  # nesting of parentheses, calls and exponents
 MAX_NUMBER_CHARS = 100

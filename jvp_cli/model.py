@@ -184,6 +184,11 @@ class SymbolicResult:
     # made only for --explain / --format and only where jacobian_latex is made
     entries_latex: tuple[tuple[str, ...], ...] = ()
     outputs_latex: tuple[str, ...] = ()
+    # J's nonzeros only (sparse.Sparse): the entries as text, and their values at the point;
+    # `jacobian_text` and `jacobian` above are the same matrices densified (tuples when
+    # small, a row-by-row view when big), for callers of the dense form
+    sparse_text: Any = None
+    sparse_jacobian: Any = None
 
     def beyond(self, quantity: str) -> dict[tuple[int, ...], str]:
         """The entries of `quantity` that are finite but beyond float64, as decimals."""
@@ -201,6 +206,12 @@ class AutogradResult:
     notes: tuple[str, ...] = ()
     second: TorchSecond | None = None  # the torch routes of --hessian / --hvp (issue 15)
     graph: Graph | None = None  # the recorded graph, with --graph (graph.py)
+    # the same J as a sparse.Sparse (what the comparison and the views read), and how it was
+    # taken: the passes (one per color, compressed.py), "reverse" | "forward" | "rows"
+    sparse_jacobian: Any = None
+    passes: int = 0
+    mode: str = "rows"
+    colors: int = 0
 
 
 @dataclass(frozen=True)
@@ -311,6 +322,8 @@ class Check:
     # (--expect), and the other candidates (the user's code, finite differences)
     candidate: str = "torch"
     tolerance: str | None = None  # how closeness was decided, where not by rtol/atol (--fd)
+    # rows undefined throughout in a big sparse Jacobian (their entries are not listed above)
+    undefined_rows: tuple[int, ...] = ()
 
     @property
     def agree(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import sympy as sp
 
-from . import arrays, domain, exact, lang
+from . import arrays, domain, exact, lang, sparse
 from .model import SymbolicResult
 from .shapes import Shape, labels
 
@@ -303,6 +303,7 @@ class _Values:
         nonzeros: int,
         v: Sequence[float] | None,
         u: Sequence[float] | None,
+        sparse_text: Any = None,
     ) -> SymbolicResult:
         exact: list[tuple[str, tuple[int, ...], str]] = []
 
@@ -312,20 +313,19 @@ class _Values:
                 exact.append((name, index, self.mp.nstr(val, DPS)))
             return f
 
-        jac_f = []
-        for i, row in enumerate(self.entries):
-            frow = [0.0] * self.width
-            for j, val in row.items():
-                frow[j] = flt(val, "jacobian", (i, j))
-            jac_f.append(tuple(frow))
+        # nonzeros only; a row undefined at the point is NaN throughout (nan_rows)
+        jac_rows = [{} if i in self.undefined else
+                    {j: flt(val, "jacobian", (i, j)) for j, val in row.items()}
+                    for i, row in enumerate(self.entries)]  # fmt: skip
+        jac = sparse.from_rows(jac_rows, self.width, 0.0, self.undefined)
         vjp = jvp = None
         if v is not None:
             vjp = tuple(flt(x, "vjp", (k,)) for k, x in enumerate(self._products(v, True)))
         if u is not None:
             jvp = tuple(flt(x, "jvp", (k,)) for k, x in enumerate(self._products(u, False)))
         return SymbolicResult(text, pretty, latex, nonzeros, tuple(self.rows), tuple(self.cols),
-                              tuple(jac_f), vjp, jvp, tuple(self.notes),
-                              tuple(exact))  # fmt: skip
+                              jac.view(), vjp, jvp, tuple(self.notes), tuple(exact),
+                              sparse_text=sparse_text, sparse_jacobian=jac)  # fmt: skip
 
 
 def evaluate(
@@ -349,15 +349,11 @@ def evaluate(
     width = len(symbols)
     view = _decimal_view(program)  # for the eye only: the values use the exact rationals
     shown = [{j: view(e) for j, e in row.items()} for row in jac]
-    text_rows = []
-    for row in shown:
-        cells = ["0"] * width
-        for j, e in row.items():
-            cells[j] = str(e)
-        text_rows.append(tuple(cells))
-    text = tuple(text_rows)
-    nonzeros = sum(len(row) for row in jac)
-    size = sum(len(t) for row in text_rows for t in row)
+    sparse_text = sparse.from_rows([{j: str(e) for j, e in row.items()} for row in shown],
+                                   width, "0")  # fmt: skip
+    text = sparse_text.view()
+    nonzeros = sparse_text.nnz
+    size = sum(map(len, sparse_text.values)) + len(rows) * width - nonzeros
     pretty = latex = ""
     tex = None
     # A 2-D layout or LaTeX of a huge matrix costs more than the rest of the run and no one
@@ -373,11 +369,12 @@ def evaluate(
 
             tex = explain.latex_cells(shown, width, symbols, [view(e) for e in outputs])
     if point is None:
-        return _cells(SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols)), tex)
+        return _cells(SymbolicResult(text, pretty, latex, nonzeros, tuple(rows), tuple(cols),
+                                     sparse_text=sparse_text), tex)  # fmt: skip
 
     ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
                      "sympy", point)  # fmt: skip
-    return _cells(ref.result(text, pretty, latex, nonzeros, v, u), tex)
+    return _cells(ref.result(text, pretty, latex, nonzeros, v, u, sparse_text), tex)
 
 
 def _cells(result: SymbolicResult, tex: tuple[Any, Any] | None) -> SymbolicResult:
@@ -504,13 +501,16 @@ def _evaluate_symengine(
     built (converting them back costs more than the work itself)."""
     jac = jacobian(outputs, symbols)
     width = len(symbols)
-    text = tuple(tuple(str(row.get(j, 0)) for j in range(width)) for row in jac)
-    nonzeros = sum(len(row) for row in jac)
+    sparse_text = sparse.from_rows([{j: str(e) for j, e in row.items()} for row in jac],
+                                   width, "0")  # fmt: skip
+    text = sparse_text.view()
+    nonzeros = sparse_text.nnz
     if point is None:
-        return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols))
+        return SymbolicResult(text, "", "", nonzeros, tuple(rows), tuple(cols),
+                              sparse_text=sparse_text)  # fmt: skip
     ref = _values_at(program, shapes, Built(outputs, symbols, rows, cols, sizes), jac,
                      "symengine", point)  # fmt: skip
-    return ref.result(text, "", "", nonzeros, v, u)
+    return ref.result(text, "", "", nonzeros, v, u, sparse_text)
 
 
 def _pretty(matrix: Any) -> str:

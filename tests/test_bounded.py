@@ -232,7 +232,7 @@ def test_endless_input_is_refused_after_the_limit(vjp, tmp_path) -> None:  # typ
             Endless.read_bytes += len(b)
             return len(b)
 
-    with pytest.raises(cli.LimitError, match="more than the limit of 1,000,000"):
+    with pytest.raises(cli.LimitError, match="more than the limit of 16,000,000"):
         cli._read_text(io.BufferedReader(Endless()), "stdin")
     assert Endless.read_bytes <= cli.MAX_READ + 1 + io.DEFAULT_BUFFER_SIZE
 

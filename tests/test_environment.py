@@ -179,7 +179,7 @@ def test_stdin_that_never_ends_stops_at_the_deadline() -> None:
 def test_endless_files_are_refused_after_the_limit() -> None:
     r = _shell("VJP -f /dev/zero --at 1")
     assert r.returncode == 2
-    _one_error_line(r.stderr, "more than the limit of 1,000,000 characters")
+    _one_error_line(r.stderr, "more than the limit of 16,000,000 characters")
     r = _shell("VJP - --at 1 < /dev/zero")
     assert r.returncode == 2
     r = _shell("VJP x --points /dev/zero")

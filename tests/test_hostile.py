@@ -315,8 +315,12 @@ def test_json_negative_zero_is_zero(vjp) -> None:  # type: ignore[no-untyped-def
     assert r.json()["vjp"]["torch"][0] == -1.0
 
 
-def test_one_megabyte_input_is_refused_quickly(vjp) -> None:  # type: ignore[no-untyped-def]
+def test_input_beyond_the_limit_is_refused_quickly(vjp) -> None:  # type: ignore[no-untyped-def]
     start = time.monotonic()
-    r = vjp("-", "--at", "1", input="x+" * (2**19) + "x", code=2)
+    r = vjp("-", "--at", "1", input="x+" * (2**23) + "x", code=2)  # 16.7 MB from stdin
+    assert time.monotonic() - start < 5
+    assert "more than the limit of 16,000,000" in r.stderr and r.stdout == ""
+    start = time.monotonic()
+    r = vjp("x+" * (2**19) + "x", "--at", "1", code=2)  # 1 MB as an argument
     assert time.monotonic() - start < 5
     assert "more than the limit of 1,000,000" in r.stderr and r.stdout == ""

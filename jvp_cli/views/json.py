@@ -8,10 +8,10 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import coo, hessian
 from . import expect as expect_view
 from . import fd as fd_view
 from . import graph as graph_view
-from . import hessian
 from . import usercode as usercode_view
 from .common import exact_values, json_number, nums, overall, per_name
 from .explain import json_fields as explain_fields
@@ -41,7 +41,10 @@ def _split(flat: Sequence[float], names: Sequence[str], shapes: Sequence[tuple[i
             for name, shape, vals in per_name(flat, names, shapes)}  # fmt: skip
 
 
-def to_dict(report: Report) -> dict[str, Any]:
+def to_dict(report: Report, layout: str = "auto") -> dict[str, Any]:
+    """The report as a JSON-ready dict; `layout` ("auto", "sparse" or "dense", --sparse and
+    --dense) says whether J is written in COO form (views/coo.py): "auto" beyond 10,000
+    entries."""
     p = report.problem
     s = report.symbolic
     a = report.autograd
@@ -54,19 +57,26 @@ def to_dict(report: Report) -> dict[str, Any]:
         "output_shapes": {n: list(sh) for n, sh in zip(p.outputs, p.output_shapes, strict=True)},
         "point": None if p.point is None else _split(p.point, p.variables, p.shapes),
     }
-    jac: dict[str, Any] = {
-        "symbolic": [list(r) for r in s.jacobian_text],
-        "latex": s.jacobian_latex,
-        "nonzeros": s.nonzeros,
-        "shape": [len(s.row_labels), len(s.col_labels)],
-        "rows": list(s.row_labels),
-        "columns": list(s.col_labels),
-    }
-    if a is not None:
+    coo_jac = coo.jacobian_dict(report, layout, _check_fields)  # None: the dense form
+    jac: dict[str, Any] = (
+        coo_jac
+        if coo_jac is not None
+        else {
+            "symbolic": [list(r) for r in s.jacobian_text],
+            "latex": s.jacobian_latex,
+            "nonzeros": s.nonzeros,
+            "shape": [len(s.row_labels), len(s.col_labels)],
+            "rows": list(s.row_labels),
+            "columns": list(s.col_labels),
+        }
+    )
+    if a is not None and coo_jac is None:
         check = report.check("jacobian")
         assert check is not None and s.jacobian is not None
-        ref_j = exact_values(s.jacobian, s.beyond("jacobian"))
-        jac.update(sympy=nums(ref_j), torch=nums(a.jacobian), **_check_fields(check))
+        ref_j = exact_values(list(s.jacobian), s.beyond("jacobian"))  # list: a DenseView too
+        jac.update(sympy=nums(ref_j), torch=nums(list(a.jacobian)), **_check_fields(check))
+    if a is not None:  # how torch took J (compressed.py)
+        jac.update(passes=a.passes, pass_mode=a.mode, colors=a.colors)
     out["jacobian"] = jac
     if a is not None and p.v is not None:
         check = report.check("vjp")
@@ -111,8 +121,8 @@ def to_dict(report: Report) -> dict[str, Any]:
     return out
 
 
-def to_json(report: Report) -> str:
-    return dumps(to_dict(report))
+def to_json(report: Report, layout: str = "auto") -> str:
+    return dumps(to_dict(report, layout))
 
 
 def dumps(obj: Any) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 
 from ..model import Check, Report
 from ..shapes import nest
+from . import coo, hessian
 from . import fd as fd_view
 from . import graph as graph_view
-from . import hessian
 from . import usercode as usercode_view
 from .common import exact_values, few, fmt, fmt_vec, overall, per_name
 from .explain import rich_parts as explain_parts
@@ -80,6 +80,8 @@ def _fitting_columns(
             return 1
         return max(len(col_names[j]), *(len(rows[i][j]) for i in shown_rows if i is not None))
 
+    if full and 3 * n + label > width:  # cannot fit even 1-character columns
+        return None
     widths = {j: col_width(j) for j in range(n)} if n <= 4 * MAX_COLS or full else {}
     if full:
         return list(range(n)) if _table_width(list(widths.values()), label) <= width else None
@@ -163,8 +165,10 @@ def _entry_list(
     limit = None if full else MAX_ROWS * 4
     shown = total = 0
     for i, name in enumerate(row_names):
-        for j, col in enumerate(col_names):
-            cells = [side[i][j] for side in sides]
+        row = [side[i] for side in sides]
+        for j in coo.stored_columns(sides, i, len(col_names)):  # the nonzeros of a big J
+            col = col_names[j]
+            cells = [side_row[j] for side_row in row]
             if all(c == "0" for c in cells):
                 continue
             total += 1
@@ -193,11 +197,9 @@ def spy(pattern: Sequence[Sequence[str]], width: int = WIDTH, height: int = 24) 
     b = max(1, -(-n // (2 * max(width, 1))), -(-m // (4 * max(height, 1))))
     dots_r, dots_c = -(-m // b), -(-n // b)
     lit = [[False] * dots_c for _ in range(dots_r)]
-    for i, row in enumerate(pattern):
-        li = lit[i // b]
-        for j, t in enumerate(row):
-            if _nonzero(t):
-                li[j // b] = True
+    for i, j, t in coo.nonzero_entries(pattern):  # the stored entries of a big J only
+        if _nonzero(t):
+            lit[i // b][j // b] = True
     bits = ((0, 0, 0x01), (1, 0, 0x02), (2, 0, 0x04), (0, 1, 0x08), (1, 1, 0x10),
             (2, 1, 0x20), (3, 0, 0x40), (3, 1, 0x80))  # fmt: skip
     lines = []
@@ -310,7 +312,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     else:
         body = _matrix_table(
             "",
-            [[t if full else _clip(t) for t in r] for r in s.jacobian_text],
+            coo.text_rows(report, (lambda t: t) if full else _clip),
             s.row_labels,
             s.col_labels,
             full,
@@ -351,9 +353,9 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     parts.append(
         _two_sides(
             ("J at the point (SymPy)", "SymPy"),
-            [[fmt(x) for x in r] for r in exact_values(s.jacobian, s.beyond("jacobian"))],
-            ("J (torch, a backward pass per row)", "torch"),
-            [[fmt(x) for x in r] for r in a.jacobian],
+            coo.number_rows(s.sparse_jacobian, s.jacobian, fmt, s.beyond("jacobian")),
+            (coo.passes_title(report), "torch"),
+            coo.number_rows(a.sparse_jacobian, a.jacobian, fmt),
             s.row_labels,
             s.col_labels,
             full,
