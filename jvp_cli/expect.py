@@ -36,7 +36,8 @@ from .shapes import Shape, infer
 from .shapes import fmt as fmt_shape
 
 QUANTITIES = ("vjp", "grad", "jvp", "jacobian")
-RANDOM_POINTS = 8  # points of the numeric evidence when simplification cannot decide
+RANDOM_POINTS = 8  # points of the numeric evidence per scale, when simplification cannot decide
+RANDOM_SCALES = (1.0, 10.0, 100.0)  # the evidence's boxes: [-2, 2], [-20, 20], [-200, 200]
 MAX_STRUCTURE = 12  # rows/columns up to which a Jacobian's layout (transpose, swaps) is examined
 
 
@@ -335,10 +336,13 @@ class _Judge:
         self.J = [[row.get(j, sp.S.Zero) for j in range(n)] for row in sparse]
         self.m, self.n = len(self.J), n
         rng = np.random.default_rng(20240613)  # fixed: the evidence is reproducible
+        # at several scales: a claim wrong only far out (relu(x - 3) added to a gradient) is
+        # caught at |x| up to 2 * 100, not only in [-2, 2]
         self.random_points = [
-            {s: sp.Rational(float(x)) for s, x in zip(self.symbols, rng.uniform(-box, box, n),
+            {s: sp.Rational(float(x)) for s, x in zip(self.symbols,
+                                                      rng.uniform(-box * scale, box * scale, n),
                                                       strict=True)}
-            for _ in range(RANDOM_POINTS)
+            for scale in RANDOM_SCALES for _ in range(RANDOM_POINTS)
         ]  # fmt: skip
         self.at = (
             None
@@ -396,8 +400,9 @@ class _Judge:
                                f"and at {where} the claim is {x:.6g}, the derivative "
                                f"{y:.6g}")  # fmt: skip
         if defined >= 3:
-            return True, (f"a numeric check at {defined} random points (simplification "
-                          "could not decide)")  # fmt: skip
+            return True, (f"a numeric check at {defined} random points, |x| up to "
+                          f"{2 * RANDOM_SCALES[-1]:g}: evidence, not a proof (simplification could "
+                          "not decide)")  # fmt: skip
         return None, "undecided: simplification could not decide and too few random points " \
             "are in the domain"  # fmt: skip
 
@@ -804,6 +809,10 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
         beyond = tuple(sorted(big))
         check = compare(key, list(reference), list(claimed), p.rtol, p.atol, big, "claim")
 
+    if check is not None and check.status == "disagree" and identical:
+        # the numeric evidence missed it, the point did not: not the same function
+        identical = False
+        decided = "not identical as functions: the values differ at --at"
     wrong: list[int] = sorted(set(not_identical))
     if check is not None:
         for k in range(len(claimed or ())):

@@ -260,3 +260,18 @@ def test_parse_is_lang_only() -> None:
     assert claim.shape == (3, 3) and not claim.symbolic
     assert [leaf.text for leaf in claim.leaves][:3] == ["1", "2", "3"]
     assert int(ExitCode.DISAGREE) == 1
+
+
+def test_a_claim_wrong_only_far_out_is_not_identical(vjp) -> None:  # type: ignore[no-untyped-def]
+    """relu(x - 3) added to the gradient 2x: SymPy cannot simplify the difference Max(0, x - 3)
+    to zero or to a constant, and the numeric evidence must reach beyond [-2, 2] to see it
+    (the claim is wrong for every x > 3; at x = 4 it is 9, the derivative 8)."""
+    for claim in ("grad=2*x + relu(x-3)", "grad=2*x + relu(x-10)"):
+        out = vjp("x**2", "--expect", claim, "--json", code=1).json()["expect"]["vjp"]
+        assert out["agree"] is False and out["identical"] is False
+        assert "counterexample" in out["decided_by"]
+    # where the evidence misses it, the point does not, and the two never contradict
+    at = vjp("x**2", "--at", "400", "--expect", "grad=2*x + relu(x-300)", "--json", code=1)
+    out = at.json()["expect"]["vjp"]
+    assert out["agree"] is False and out["identical"] is False
+    assert out["claimed"] == [900.0] and out["reference"] == [800.0]
