@@ -784,6 +784,33 @@ def vjp(
     refusal = refusal or _refused_explain(
         json_out, points, explain, report_format.value if report_format else None
     )
+    others = [
+        name
+        for name, on in (
+            ("--expect", bool(expect)),
+            ("--sample", sample is not None),
+            ("--fd", fd and not code_only),
+            ("--torch", torch_code is not None),
+            ("--hessian/--hessians/--hvp", hessian or hessians or bool(hvp)),
+            ("--graph/--graph-out", graph or graph_out is not None),
+        )
+        if on
+    ]
+    if code_only and not refusal:  # --torch without FUNCTIONS: FD of the code is the reference
+        skip = [n for n in others if n not in ("--torch",)]
+        skip += [n for n, on in (("--explain", explain), ("--format", report_format is not None),
+                                 ("--emit", emit is not None), ("--points", points is not None))
+                 if on]  # fmt: skip
+        if skip:
+            refusal = (f"--torch without FUNCTIONS checks your code against finite differences "
+                       f"only, so it cannot take {', '.join(skip)}: give the formula too "
+                       '(vjp "FUNCTIONS" --torch FILE.py:NAME ...)')  # fmt: skip
+    if report_format is not None and not refusal:
+        if others:
+            listed = ", ".join(others)
+            refusal = (f"--format {report_format.value} writes the first-order report (J, "
+                       f"v^T J, J u and their derivation) and has no place for {listed}: "
+                       f"drop {listed}, or use the terminal report or --json")  # fmt: skip
     refusal = refusal or _refused_graph_emit(
         points,
         json_out,
@@ -1116,6 +1143,7 @@ def execute(
 
                         extra.append(usercode.sample_candidate(spec, problem, plan.v, plan.u))
                     report = plan.run(report, extra)
+                report = _uncovered(report, fd)  # what a check did not cover, said
                 if graph_out is not None:
                     from .views import dot
 
@@ -1166,6 +1194,27 @@ def _candidate_options(
     from . import usercode
 
     return usercode.parse_spec(torch_code)
+
+
+def _uncovered(report: Any, fd: bool) -> Any:
+    """Notes where one check covers less than the report asks for: --sample sweeps first
+    order only (second order and FD are judged at --at), and --fd differences the
+    function, not its gradient (the Hessian is judged by the torch routes)."""
+    from dataclasses import replace
+
+    second = report.problem.second_order
+    if report.sample is not None and (second or fd):
+        what = " and ".join(w for w, on in (("--hessian/--hvp", second), ("--fd", fd)) if on)
+        note = f"{what}: checked at --at only; the sweep covers the first-order checks"
+        report = replace(report, sample=replace(report.sample,
+                                                notes=(*report.sample.notes, note)))  # fmt: skip
+    if report.fd is not None and second:
+        note = (
+            "FD differences the function (J, v^T J, J u), not its gradient: the Hessian "
+            "and H u are judged by the torch routes against the reference only"
+        )
+        report = replace(report, fd=replace(report.fd, notes=(*report.fd.notes, note)))
+    return report
 
 
 def _candidates(report: Any, program: Any, spec: Any, fd: bool) -> Any:

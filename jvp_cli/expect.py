@@ -689,6 +689,8 @@ def diagnose_jacobian(
 
 def _v_for(quantity: str, problem: Problem, v: Sequence[float] | None, text: str
            ) -> tuple[float, ...]:  # fmt: skip
+    if quantity == "grad":  # the gradient of the one scalar output, whatever --v says
+        return (1.0,)
     if v is not None:
         return tuple(v)
     if len(problem.outputs) == 1 and problem.output_shapes[0] == ():
