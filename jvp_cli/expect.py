@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from . import lang
+from . import exact, lang
 from .compare import compare
 from .model import Claim, InputError, Problem, Report, printable
 from .shapes import Shape, infer
 from .shapes import fmt as fmt_shape
+from .views.common import Exact
 
 QUANTITIES = ("vjp", "grad", "jvp", "jacobian")
 RANDOM_POINTS = 8  # points of the numeric evidence per scale, when simplification cannot decide
@@ -405,6 +406,40 @@ class _Judge:
                           "not decide)")  # fmt: skip
         return None, "undecided: simplification could not decide and too few random points " \
             "are in the domain"  # fmt: skip
+
+
+def _beyond_float64(
+    j: Any, exprs: Sequence[Any], in_claim: Sequence[Any], claimed: tuple[float, ...],
+    flat: Sequence[float], big: set[tuple[int, ...]], p: Problem,
+) -> tuple[tuple[float, ...], list[float], set[tuple[int, ...]], list[int]]:  # fmt: skip
+    """Entries where the claim or the reference is beyond float64 (exp(x) at 1000), judged
+    at 30 digits: where both are finite numbers and within the tolerance of each other, both
+    become Exact (the decimal shown, the entry judged equal); where only the reference is a
+    number, that entry is one float64 cannot hold (it disagrees unless the claim is it)."""
+    import mpmath
+
+    claimed_out, flat_out, big_out = list(claimed), list(flat), set(big)
+    equal: list[int] = []
+    for k, (c, r) in enumerate(zip(claimed, flat, strict=True)):
+        if math.isfinite(c) and math.isfinite(r):
+            continue
+        try:
+            ce, re_ = exact.value(exprs[k], j.at), exact.value(in_claim[k], j.at)
+        except exact.Uncertified:
+            continue
+        if re_ is None:
+            continue  # the reference is undefined there: compare says so
+        if not math.isfinite(r):
+            big_out.add((k,))
+            flat_out[k] = Exact(float(r), mpmath.nstr(re_, 30, min_fixed=1, max_fixed=0))
+        if ce is None:
+            continue
+        if not math.isfinite(c):
+            claimed_out[k] = Exact(float(c), mpmath.nstr(ce, 30, min_fixed=1, max_fixed=0))
+        if abs(ce - re_) <= p.atol + p.rtol * abs(re_):
+            equal.append(k)
+            big_out.discard((k,))
+    return tuple(claimed_out), flat_out, big_out, equal
 
 
 def _num(x: float) -> str:
@@ -807,9 +842,13 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
             flat, big = list(s.jvp), set(s.beyond("jvp"))
         else:
             flat, big = [j.value(e, j.at) for e in in_claim], set()
+        claimed, flat, big, equal = _beyond_float64(j, exprs, in_claim, claimed, flat, big, p)
         reference = tuple(flat)
         beyond = tuple(sorted(big))
-        check = compare(key, list(reference), list(claimed), p.rtol, p.atol, big, "claim")
+        judged_c, judged_r = list(claimed), list(reference)
+        for k in equal:  # equal at 30 digits, beyond float64
+            judged_c[k] = judged_r[k] = 0.0
+        check = compare(key, judged_r, judged_c, p.rtol, p.atol, big, "claim")
 
     if check is not None and check.status == "disagree" and identical:
         # the numeric evidence missed it, the point did not: not the same function
@@ -845,8 +884,15 @@ def _one(j: _Judge, c: Parsed, report: Report, v: Sequence[float] | None,
             listed = "; ".join(bad) + (f"; and {more} more" if more > 0 else "")
         if not samples:  # no point where both are numbers: only the entries can be named
             names = [claim_labels[k] for k in wrong] or list(claim_labels)
-            diagnosis = listed or (f"the claim is not a finite number where the reference "
-                                   f"is one ({', '.join(names[:6])})")  # fmt: skip
+            if beyond and claimed is not None and all(math.isfinite(x) for x in claimed):
+                # the reference is a number float64 cannot hold: said with its decimal
+                diagnosis = listed or "; ".join(
+                    f"{claim_labels[k]} is {getattr(reference[k], 'text', reference[k])}, not "
+                    f"{_num(claimed[k])}" for (k,) in beyond[:6]
+                    if reference is not None)  # fmt: skip
+            else:
+                diagnosis = listed or (f"the claim is not a finite number where the reference "
+                                       f"is one ({', '.join(names[:6])})")  # fmt: skip
         elif key == "vjp":
             assert weights is not None
             diagnosis, inf_w = diagnose_vjp(j, samples, weights, c.quantity, labels, listed,

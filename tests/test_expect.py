@@ -275,3 +275,23 @@ def test_a_claim_wrong_only_far_out_is_not_identical(vjp) -> None:  # type: igno
     out = at.json()["expect"]["vjp"]
     assert out["agree"] is False and out["identical"] is False
     assert out["claimed"] == [900.0] and out["reference"] == [800.0]
+
+
+def test_claims_beyond_float64_are_judged_at_30_digits(vjp) -> None:  # type: ignore[no-untyped-def]
+    """d/dx exp(x) at 1000 is exp(1000) ~ 1.97e434, beyond float64: a right claim agrees (both
+    30-digit decimals, mpmath's here), a claim off by 2 is diagnosed, and a float64 number is
+    not it."""
+    import mpmath
+
+    with mpmath.workdps(40):
+        want = float(mpmath.exp(1000) / mpmath.mpf(10) ** 434)  # the mantissa, by mpmath
+    right = vjp("exp(x)", "--at", "1000", "--expect", "grad=exp(x)", "--json", code=1).json()
+    e = right["expect"]["vjp"]
+    assert e["agree"] and e["claimed"] == e["reference"]
+    mantissa, exponent = e["reference"][0].split("e+")
+    assert exponent == "434" and float(mantissa) == pytest.approx(want, rel=1e-15)
+    twice = vjp("exp(x)", "--at", "1000", "--expect", "grad=2*exp(x)", "--json", code=1).json()
+    assert "factor of 2" in twice["expect"]["vjp"]["diagnosis"]
+    small = vjp("exp(x)", "--at", "1000", "--expect", "grad=1e300", "--json", code=1).json()
+    assert small["expect"]["vjp"]["status"] == "disagree"
+    assert e["reference"][0] in small["expect"]["vjp"]["diagnosis"]

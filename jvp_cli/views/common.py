@@ -24,6 +24,9 @@ class Exact(float):
         obj.text = text
         return obj
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (a forked child's results)
+        return (Exact, (float(self), self.text))
+
 
 def exact_values(values: Any, beyond: dict[tuple[int, ...], str], index: tuple[int, ...] = ()
                  ) -> Any:  # fmt: skip
