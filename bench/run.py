@@ -249,6 +249,9 @@ def second_order_targets(vjp: list[str], base_t: float, reps: int) -> list[bool]
                    problems.point(size), *extra, "--json", "--timeout", "0"]  # fmt: skip
             t, _, rss = timed(cmd, reps, ok_codes=(0,))  # every route must agree
             out.append(row(name, t, base_t, anchor, 3.0, rss))
+    return out
+
+
 def _passes(cmd: list[str]) -> tuple[int, str]:
     """The backward (or forward) passes torch took for J, from one --json run."""
     import json
