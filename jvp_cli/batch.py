@@ -685,6 +685,18 @@ def run_chunks(
             waiting[-1].tor = tor_vjp(waiting[-1].chunk[1], waiting[-1].chunk[2])
             here += 1
             return True
+        # The input is read and nothing else is left here: rather than wait, take the last
+        # chunk the side process has queued but not yet started (it works on the oldest).
+        # Its result is then not collected (the side process is stopped at the end), so the
+        # run ends when the side process finishes the one it is on, not the one after it.
+        queued = [e for e in list(queue)[1:] if e.at_child and e.tor is None]
+        if exhausted and queued and not any(e.at_child and e.tor is not None
+                                            for e in queue):  # fmt: skip
+            last = queued[-1]
+            if last is queue[-1]:
+                last.tor = tor_vjp(last.chunk[1], last.chunk[2])
+                here += 1
+                return True
         return False
 
     try:
@@ -702,11 +714,13 @@ def run_chunks(
             lines, X, V = head.chunk
             if head.sym is None:
                 head.sym = sym_fast(X, V)
-            if head.at_child:
+            if head.at_child and head.tor is None:
                 assert helper is not None
                 while not helper.ready() and meanwhile():
                     pass
                 head.tor = helper.result()
+            elif head.at_child:  # taken here while the side process worked (meanwhile):
+                pass  # its result there, the last one queued, is never collected
             elif head.tor is None:
                 head.tor = tor_vjp(X, V)
                 here += 1
