@@ -68,3 +68,11 @@ def test_what_the_sweep_and_fd_do_not_cover_is_said(vjp) -> None:  # type: ignor
     assert any("not its gradient" in n for n in out["fd"]["notes"])
     # and the second order it does check, by hand: d2/dx2 x|x| = 2 sign(x) = 2 at x = 1
     assert out["hessian"]["sympy"] == [[2.0]]
+
+
+def test_symbolic_only_claims_end_with_a_verdict(vjp) -> None:  # type: ignore[no-untyped-def]
+    """Without --at a claim is still graded as a function; the report says the verdict."""
+    wrong = vjp("x*y", "--expect", "grad=2,1", code=1)  # the gradient is (y, x), not constant
+    assert wrong.stdout.rstrip().splitlines()[-1].startswith("Verdict: ✘ disagree")
+    right = vjp("x*y", "--expect", "grad=y,x")
+    assert "claim grad: agree" in right.stdout.rstrip().splitlines()[-1]

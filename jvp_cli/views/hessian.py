@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..model import Check, Report, Route, SecondQuantity
-from .common import exact_values, fmt, fmt_vec, json_number, nums
+from .common import exact_values, fmt, fmt_vec, nums
 
 ROUTES = ("double_backward", "functional", "func")  # the stable keys of "torch"
 
@@ -18,18 +18,9 @@ ROUTES = ("double_backward", "functional", "func")  # the stable keys of "torch"
 def _check_fields(check: Check | None) -> dict[str, Any]:
     if check is None:  # no torch route ran (or no point): nothing was compared
         return {"max_abs_diff": None, "agree": None, "status": "not-compared"}
-    out: dict[str, Any] = {
-        "max_abs_diff": json_number(check.max_abs_diff),
-        "agree": check.agree,
-        "status": check.status,
-        "rtol": check.rtol,
-        "atol": check.atol,
-    }
-    if check.worst is not None:
-        out["worst"] = list(check.worst)
-    if check.undefined:
-        out["undefined"] = [list(i) for i in check.undefined]
-    return out
+    from .json import check_fields
+
+    return check_fields(check)
 
 
 def _routes(q: SecondQuantity) -> tuple[dict[str, Any], dict[str, Any]]:

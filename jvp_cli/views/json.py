@@ -19,7 +19,8 @@ from .explain import json_fields as explain_fields
 SCHEMA_VERSION = 1
 
 
-def _check_fields(check: Check) -> dict[str, Any]:
+def check_fields(check: Check) -> dict[str, Any]:
+    """A check's JSON fields: max_abs_diff, agree, status, rtol, atol, worst, undefined."""
     out: dict[str, Any] = {
         "max_abs_diff": json_number(check.max_abs_diff),
         "agree": check.agree,
@@ -57,7 +58,7 @@ def to_dict(report: Report, layout: str = "auto") -> dict[str, Any]:
         "output_shapes": {n: list(sh) for n, sh in zip(p.outputs, p.output_shapes, strict=True)},
         "point": None if p.point is None else _split(p.point, p.variables, p.shapes),
     }
-    coo_jac = coo.jacobian_dict(report, layout, _check_fields)  # None: the dense form
+    coo_jac = coo.jacobian_dict(report, layout, check_fields)  # None: the dense form
     jac: dict[str, Any] = (
         coo_jac
         if coo_jac is not None
@@ -74,7 +75,7 @@ def to_dict(report: Report, layout: str = "auto") -> dict[str, Any]:
         check = report.check("jacobian")
         assert check is not None and s.jacobian is not None
         ref_j = exact_values(list(s.jacobian), s.beyond("jacobian"))  # list: a DenseView too
-        jac.update(sympy=nums(ref_j), torch=nums(list(a.jacobian)), **_check_fields(check))
+        jac.update(sympy=nums(ref_j), torch=nums(list(a.jacobian)), **check_fields(check))
     if a is not None:  # how torch took J (compressed.py)
         jac.update(passes=a.passes, pass_mode=a.mode, colors=a.colors)
     out["jacobian"] = jac
@@ -91,7 +92,7 @@ def to_dict(report: Report, layout: str = "auto") -> dict[str, Any]:
             "sympy": nums(ref_v),
             "torch": nums(a.vjp),
             "grads": {n: {"sympy": sym_g[n], "torch": tor_g[n]} for n in p.variables},
-            **_check_fields(check),
+            **check_fields(check),
         }
     if a is not None and p.u is not None:
         check = report.check("jvp")
@@ -105,7 +106,7 @@ def to_dict(report: Report, layout: str = "auto") -> dict[str, Any]:
             "sympy": nums(ref_u),
             "torch": nums(a.jvp),
             "outputs": {n: {"sympy": sym_o[n], "torch": tor_o[n]} for n in p.outputs},
-            **_check_fields(check),
+            **check_fields(check),
         }
     out.update(explain_fields(report))
     out.update(hessian.to_json(report))  # --hessian, --hessians, --hvp (issue 15)

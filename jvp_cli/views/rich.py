@@ -346,8 +346,10 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
 
     if a is None:
         parts.extend(hessian.to_rich(report, full, width))  # symbolic Hessians (issue 15)
+        claims = _claims(report)
+        verdict = [_verdict_line(report)] if claims else []  # symbolic claims were judged
         return Group(*parts, *[Text(note, style="dim") for note in report.notes],
-                     *_claims(report))  # fmt: skip
+                     *claims, *verdict)  # fmt: skip
 
     assert s.jacobian is not None
     parts.append(
@@ -396,6 +398,14 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     parts.extend(_claims(report))  # --expect, --sample
     parts.extend(usercode_view.panels(report))  # --torch FILE.py:NAME
     parts.extend(fd_view.panels(report))  # --fd
+    parts.append(_verdict_line(report))
+    return Group(*parts)
+
+
+def _verdict_line(report: Report) -> Any:
+    """`Verdict: ✔ agree  (jacobian: agree, ...)`: the overall status and each part's."""
+    from rich.text import Text
+
     status = overall(report)
     label, style = _VERDICT_STYLE[status]
     verdict = Text("Verdict: ", style="bold")
@@ -407,8 +417,7 @@ def to_rich(report: Report, full: bool = False, width: int = WIDTH) -> Any:
     if claims:
         listed.append(claims.lstrip(", "))
     verdict.append(f"  ({', '.join(listed)})")
-    parts.append(verdict)
-    return Group(*parts)
+    return verdict
 
 
 def _claims(report: Report) -> list[Any]:
