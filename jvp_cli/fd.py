@@ -224,7 +224,15 @@ def attach(report: Report, program: Any) -> Report:
         if q is not None and q.check is not None and q.check.status == "disagree"
     ]
     torch_ok = [c.name for c in report.checks if c.agree]
-    if wrong and all(name in torch_ok for name in wrong):
+    undefined_steps = not all(math.isfinite(x) for row in jq.values for x in row)
+    if wrong and undefined_steps:
+        notes.append(
+            f"{', '.join(wrong)}: finite differences could not be taken here: a step of FD's "
+            "stencil left the function's domain (the formula is NaN or infinite there, as "
+            "sqrt or log just above 0), so FD's values are NaN; the reference and torch's "
+            "autograd do not need those points"
+        )
+    elif wrong and all(name in torch_ok for name in wrong):
         notes.append(
             f"{', '.join(wrong)}: finite differences disagree where torch's autograd agrees "
             "with the reference: FD cannot resolve the derivative here (the function changes "

@@ -217,3 +217,12 @@ def test_fd_within_its_error_at_random_points() -> None:
         ]
         J, E = fd.jacobian(f, [x, y], 3)
         assert within_own_error(J, E, hand), (x, y)
+
+
+def test_fd_whose_stencil_leaves_the_domain_says_so(vjp) -> None:  # type: ignore[no-untyped-def]
+    """sqrt(x) at 1e-10: FD's steps reach x < 0, where sqrt is not real; the derivative
+    1/(2 sqrt(x)) = 50,000 is the reference's and torch's, and FD's failure is named as such."""
+    out = vjp("sqrt(x)", "--at", "1e-10", "--fd", "--json", code=1).json()
+    assert out["jacobian"]["sympy"][0][0] == pytest.approx(50000.0, rel=1e-12)
+    assert out["jacobian"]["status"] == "agree" and out["fd"]["status"] == "disagree"
+    assert any("left the function's domain" in n for n in out["fd"]["notes"])
