@@ -1071,7 +1071,7 @@ def execute(
         )  # fmt: skip
         options.update(second or {})  # --hessian, --hessians, --hvp (issue 15)
         what = "stdin" if functions == "-" else f"-f {file}" if file is not None else ""
-        spec = _candidate_options(torch_code, fd, at, points)  # --torch, --fd: checked early
+        spec = _candidate_options(torch_code, fd, at, points, claims[1] is not None)
         code_only = spec is not None and functions is None and file is None
         # under the clock: a FIFO nobody writes to, or `sleep 60 | vjp -`, stops in time
         source = (
@@ -1177,17 +1177,22 @@ def execute(
 
 
 def _candidate_options(
-    torch_code: str | None, fd: bool, at: list[str] | None, points: str | None
+    torch_code: str | None,
+    fd: bool,
+    at: list[str] | None,
+    points: str | None,
+    sampling: bool = False,
 ) -> Any:
-    """--torch and --fd checked before any work: the FILE.py:NAME spec (the file exists and
-    compiles; nothing is run yet), and that a point is given."""
+    """--torch and --fd checked before any work (their early check): the FILE.py:NAME spec
+    (the file exists and compiles; nothing is run yet), and that a point is given (--torch
+    with --sample needs none: the sweep draws its points)."""
     if torch_code is None and not fd:
         return None
     option = "--torch" if torch_code is not None else "--fd"
     if points is not None:
         raise InputError(f"{option} checks one point, not --points", where=option,
                          fix="give the point with --at")  # fmt: skip
-    if not at:
+    if not at and not (sampling and torch_code is not None and not fd):
         raise InputError(f"{option} needs a point", where=option, fix="add --at")
     if torch_code is None:
         return None
@@ -1220,7 +1225,7 @@ def _uncovered(report: Any, fd: bool) -> Any:
 def _candidates(report: Any, program: Any, spec: Any, fd: bool) -> Any:
     """The report with the candidates besides torch's autograd: the user's code (--torch)
     and finite differences of the formula (--fd), each judged against the reference."""
-    if spec is not None:
+    if spec is not None and report.problem.point is not None:  # else only --sample's sweep
         from . import usercode
 
         report = usercode.attach(report, program, spec, fd)

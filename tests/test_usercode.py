@@ -344,3 +344,20 @@ def test_gradient_of_the_wrong_shape_names_the_return(vjp) -> None:
     assert err["line"] == line_of(SWISH, "return (grad * (s + x * s * (1 - s)))[:2]")
     assert err["where"] == "SwishShape.backward"
     assert r.json()["jacobian"]["agree"]  # the built-in side of the tensor formula is right
+
+
+def test_sample_with_torch_needs_no_point(vjp) -> None:  # type: ignore[no-untyped-def]
+    """--sample draws its own points, so --torch with --sample takes no --at (the same sweep
+    as with one: the seeded draw, counted here)."""
+    import numpy as np
+
+    r = vjp("x*sigmoid(x)", "--torch", f"{SWISH}:SwishNegative.apply", "--sample", "200",
+            "--seed", "3", "--json", code=1)  # fmt: skip
+    sample = json.loads(r.stdout)["sample"]
+    drawn = np.random.default_rng(3).uniform(-2.0, 2.0, size=(200, 1))[:, 0]
+    assert sample["candidates"] == ["torch", "your code"]
+    assert sample["disagree"] == int((drawn < 0).sum())
+    assert sample["first_failure"]["x"] < 0
+    # --fd still needs a point (it differences the formula there)
+    bad = vjp("x*sigmoid(x)", "--torch", f"{SWISH}:Swish.apply", "--sample", "5", "--fd", code=2)
+    assert "needs a point" in bad.stderr and bad.stderr.count("Error:") == 1
