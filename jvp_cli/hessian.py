@@ -131,8 +131,8 @@ class _At:
         """A first derivative's value, as the first-order reference takes it."""
         try:
             got = self.value(e)
-        except exact.Uncertified:
-            return _nan(), "not computable to 30 digits"
+        except exact.Uncertified:  # an exact 0 under a kink: the limit, as at first order
+            return symbolic._diverges(e, self.subs, symbol)
         if got is not None:
             return got, None
         return symbolic._diverges(e, self.subs, symbol)

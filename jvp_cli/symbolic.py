@@ -119,7 +119,9 @@ def _entry_value(e: Any, subs: dict[Any, Any], symbol: Any) -> tuple[Any, str | 
     try:
         got = exact.value(e, subs)
     except exact.Uncertified:
-        return _nan(), "not computable to 30 digits (cancellation beyond 40,000 bits)"
+        # most often an exact 0 under a kink or a 0/0 ((x-1)*|x-1| at 1: x - 1 is 0, which
+        # no precision certifies relatively): the derivative is then its limit, if any
+        return _diverges(e, subs, symbol)
     if got is not None:
         return got, None
     return _diverges(e, subs, symbol)

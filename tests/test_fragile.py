@@ -101,3 +101,15 @@ def test_symengine_values_are_certified_too(vjp, fn: str, x: float, want: float)
     d = vjp(fn, "--at", repr(x), "--engine", "symengine", "--json", code=None).json()
     assert d["engine"] == "symengine"
     assert math.isclose(d["vjp"]["sympy"][0], want, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [("(x-1)*abs(x-1)", "1"), ("(x+2)*abs(x+2)", "-2"), ("y = x + 2; z = y*abs(y)", "-2")],
+)
+def test_a_shifted_kink_times_its_argument_has_derivative_zero(vjp, text: str, at: str) -> None:  # type: ignore[no-untyped-def]
+    """d/dx (x-a)|x-a| = 2|x-a|, 0 at x = a, like x|x| at 0: the argument is an exact 0 there,
+    which no precision certifies relatively, so the value is the derivative's limit (0 from
+    both sides, by hand), not "undefined"."""
+    out = vjp(text, "--at", at, "--json").json()
+    assert out["jacobian"]["sympy"] == [[0.0]] and out["status"] == "agree"
