@@ -113,3 +113,11 @@ def test_a_shifted_kink_times_its_argument_has_derivative_zero(vjp, text: str, a
     both sides, by hand), not "undefined"."""
     out = vjp(text, "--at", at, "--json").json()
     assert out["jacobian"]["sympy"] == [[0.0]] and out["status"] == "agree"
+
+
+def test_a_limit_of_zero_through_a_0_over_0_is_zero(vjp) -> None:  # type: ignore[no-untyped-def]
+    """d/dx x**y = y x**y / x at (0, 3) is 0/0 as written, 3x^2 = 0 in truth (by hand): the
+    limit read from the probes must be 0 exactly, not the -1.3e-105 a linear extrapolation of
+    3h^2 leaves."""
+    out = vjp("x**y", "--at", "0,3", "--json", code=None).json()
+    assert out["jacobian"]["sympy"][0][0] == 0.0
