@@ -116,7 +116,9 @@ def formula_function(
     exprs = built.exprs
     symbols = built.symbols
     try:
-        lam = sp.lambdify(symbols, exprs, modules="mpmath")
+        # dummify: the generated source names each argument by a Dummy, never by the
+        # user's variable name; the expressions are SymPy trees built from the parse tree
+        lam = sp.lambdify(symbols, exprs, modules="mpmath", dummify=True)
     except Exception:  # a function mpmath's printer cannot write: the numpy walk below
         lam = None
 

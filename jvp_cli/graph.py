@@ -437,8 +437,10 @@ def _local(
     shown = {syms[i]: _shown(kids[i]) for i in range(len(kids)) if id(kids[i]) in given}
     text = str(d.subs(shown, simultaneous=True))
     used = [s for s in syms if s in d.free_symbols]
+    if d.free_symbols - set(syms):  # a variable's own Symbol: no user name reaches lambdify
+        return text, None
     try:
-        f = sp.lambdify(used, d, modules="numpy")
+        f = sp.lambdify(used, d, modules="numpy", dummify=True)
         args = [np.asarray(_floats(value_of[id(kids[syms.index(s)])]), dtype=np.float64).reshape(
             tuple(value_of[id(kids[syms.index(s)])].shape)) for s in used]  # fmt: skip
         with np.errstate(all="ignore"):
