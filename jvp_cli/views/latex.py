@@ -12,13 +12,12 @@ float64), so a reader can check them against --json.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from ..explain import latex_name, latex_text
 from ..model import Report
-from .common import Exact, exact_values, overall, per_name
+from .common import exact_values, json_number, overall, per_name
 
 ROWS, COLS = 12, 8  # the window of a matrix (--full: all)
 TERMS = 6  # weighted rows / columns written out (--full: all)
@@ -28,15 +27,10 @@ PER_LINE = 3  # terms on one line of the derivation
 def number(x: float) -> str:
     """A float as JSON writes it (repr: the shortest round-trip text), 10.0 as 10; values
     beyond float64 as their 30-digit decimal."""
-    if isinstance(x, Exact):
-        return x.text
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    if x == 0:
-        return "0"
-    text = repr(float(x))
+    value = json_number(x)  # the strings (NaN, Infinity, a 30-digit decimal) as JSON has them
+    if isinstance(value, str):
+        return value
+    text = repr(value)
     return text[:-2] if text.endswith(".0") else text
 
 
